@@ -1,0 +1,15 @@
+# The test command of README.md: the Python peers' virtualenv, vet, and every
+# test (unit, conformance, interop with real Python ZODB/ZEO) under -race.
+.PHONY: test venv fuzz bench
+
+test: venv
+	go vet ./...
+	go test -race -timeout 25m ./...
+
+venv:
+	bash interop/setup.sh
+
+# Runs each fuzz target for FUZZTIME (default 1m).
+FUZZTIME ?= 1m
+fuzz:
+	go test ./zconfig -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)

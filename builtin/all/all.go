@@ -1,0 +1,8 @@
+// Package all links every builtin storage type into a binary: importing it
+// for its side effects registers <mappingstorage>, <filestorage> and the
+// rest with the stack registry.
+package all
+
+import (
+	_ "github.com/zeoraid/zeoraid/builtin/mappingstorage" // <mappingstorage>
+)

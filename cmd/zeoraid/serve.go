@@ -1,0 +1,279 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/zeoraid/zeoraid/stack"
+	"github.com/zeoraid/zeoraid/stack/eventlog"
+	"github.com/zeoraid/zeoraid/stack/server"
+	"github.com/zeoraid/zeoraid/zconfig"
+)
+
+// shutdownGrace is how long a shutdown waits for commits in progress.
+const shutdownGrace = 30 * time.Second
+
+func runServe(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	conf := fs.String("C", "", "configuration file (default: the embedded default)")
+	addr := fs.String("a", "", "address to listen on (overrides <zeo> address): host:port, port, or a unix socket path")
+	var files multiFlag
+	fs.Var(&files, "f", "serve this Data.fs as a <filestorage> (repeatable; named 1, 2, …)")
+	timeout := fs.Int("t", 0, "transaction timeout in seconds (overrides <zeo> transaction-timeout)")
+	pidFile := fs.String("pid-file", "", "write the server's pid to this file (overrides <zeo> pid-filename)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: zeoraid serve [-C zeo.conf] [-a ADDRESS] [-f Data.fs]... [-t SECONDS] [--pid-file PATH]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return 2
+	}
+	cfg, err := serveConfig(*conf, *addr, files)
+	if err != nil {
+		printConfigError(stderr, err)
+		return 2
+	}
+	if *timeout > 0 {
+		cfg.ZEO.TransactionTimeout = *timeout
+	}
+	if *pidFile != "" {
+		cfg.ZEO.PidFilename = zconfig.ExistingDirPath(*pidFile)
+	}
+	log, err := eventlog.New(cfg.EventLog)
+	if err != nil {
+		fmt.Fprintf(stderr, "zeoraid: %v\n", err)
+		return 2
+	}
+	defer log.Close()
+	for _, w := range cfg.Warnings {
+		log.Warn(w)
+	}
+	if err := serve(cfg, log); err != nil {
+		log.WithError(err).Error("server stopped")
+		fmt.Fprintf(stderr, "zeoraid: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// multiFlag collects a repeatable flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+// serveConfig builds the configuration from -C (or the embedded default),
+// then applies -a and -f as runzeo does: with -f and -a no file is needed.
+func serveConfig(conf, addr string, files []string) (*stack.Config, error) {
+	var src strings.Builder
+	if conf == "" && len(files) > 0 {
+		fmt.Fprintf(&src, "<zeo>\n  address %s\n</zeo>\n", orDefault(addr, "127.0.0.1:8100"))
+	}
+	for i, f := range files {
+		abs, err := filepath.Abs(f)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(&src, "<filestorage %d>\n  path %s\n</filestorage>\n", i+1, abs)
+	}
+	var cfg *stack.Config
+	var err error
+	switch {
+	case conf == "" && len(files) > 0:
+		root, perr := zconfig.Parse("(command line)", []byte(src.String()))
+		if perr != nil {
+			return nil, perr
+		}
+		cfg, err = stack.DecodeConfig(root)
+	default:
+		cfg, err = loadConfig(conf)
+		if err == nil && len(files) > 0 {
+			root, perr := zconfig.Parse("(command line)", []byte(src.String()))
+			if perr != nil {
+				return nil, perr
+			}
+			cfg.Storages = append(cfg.Storages, root.Sections...)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if addr != "" {
+		a, err := parseBindAddress(addr)
+		if err != nil {
+			return nil, err
+		}
+		cfg.ZEO.Address = a
+	}
+	return cfg, nil
+}
+
+// parseBindAddress reads -a with the same rules as <zeo> address.
+func parseBindAddress(addr string) (zconfig.BindAddress, error) {
+	var v struct {
+		Address zconfig.BindAddress `zconfig:"address,required"`
+	}
+	root, err := zconfig.Parse("-a", []byte("<a>\naddress "+addr+"\n</a>\n"))
+	if err == nil {
+		err = zconfig.Decode(root.Sections[0], &v)
+	}
+	return v.Address, err
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// serve opens the storages, listens, and runs until SIGTERM or SIGINT.
+func serve(cfg *stack.Config, log *eventlog.Logger) error {
+	ctx := context.Background()
+	tree, err := stack.Build(ctx, cfg, stack.BuildOptions{Log: log})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := tree.Close(); err != nil {
+			log.WithError(err).Error("closing storages")
+		}
+	}()
+	var mounts []*stack.Mount
+	for _, name := range tree.Names {
+		mounts = append(mounts, stack.NewMount(name, tree.Roots[name].Storage))
+	}
+	tlsConf, err := serverTLS(cfg.ZEO.SSL)
+	if err != nil {
+		return err
+	}
+	srv := server.New(mounts, server.Options{
+		ReadOnly:              cfg.ZEO.ReadOnly,
+		InvalidationQueueSize: cfg.ZEO.InvalidationQueueSize,
+		InvalidationAge:       cfg.ZEO.InvalidationAge,
+		TransactionTimeout:    cfg.ZEO.TransactionTimeoutDuration(),
+		Msgpack:               cfg.ZEO.Msgpack || os.Getenv("ZEO_MSGPACK") != "",
+		TLS:                   tlsConf,
+		Log:                   log,
+	})
+	l, err := server.Listen(cfg.ZEO.Address.Network, cfg.ZEO.Address.String())
+	if err != nil {
+		return err
+	}
+	if p := string(cfg.ZEO.PidFilename); p != "" && !cfg.ZEO.ReadOnly {
+		if err := os.WriteFile(p, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+			l.Close()
+			return fmt.Errorf("pid file: %w", err)
+		}
+		defer os.Remove(p)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	log.WithField("address", l.Addr().String()).WithField("storages", strings.Join(tree.Names, ",")).Info("zeoraid serving")
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
+	for {
+		select {
+		case err := <-served:
+			return err
+		case sig := <-sigs:
+			if sig == syscall.SIGUSR2 {
+				if err := log.Reopen(); err != nil {
+					log.WithError(err).Error("reopening log files")
+				}
+				continue
+			}
+			log.WithField("signal", sig.String()).Info("shutting down")
+			sctx, cancel := context.WithTimeout(ctx, shutdownGrace)
+			err := srv.Shutdown(sctx)
+			cancel()
+			<-served
+			if unix := cfg.ZEO.Address; unix.Network == "unix" {
+				os.Remove(unix.Path)
+			}
+			return err
+		}
+	}
+}
+
+// serverTLS builds the TLS configuration of <ssl>: client certificates are
+// required and verified against `authenticate`, as Python's server does.
+func serverTLS(o *stack.SSLOptions) (*tls.Config, error) {
+	if o == nil {
+		return nil, nil
+	}
+	keyFile := string(o.Key)
+	if keyFile == "" {
+		keyFile = string(o.Certificate)
+	}
+	cert, err := tls.LoadX509KeyPair(string(o.Certificate), keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("<ssl>: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if o.Authenticate != "DYNAMIC" {
+		if err := addCerts(pool, o.Authenticate); err != nil {
+			return nil, fmt.Errorf("<ssl> authenticate: %w", err)
+		}
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    pool,
+		MinVersion:   tls.VersionTLS12,
+	}, nil
+}
+
+// addCerts adds a PEM file, or every file of a directory, to pool.
+func addCerts(pool *x509.CertPool, path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	files := []string{path}
+	if fi.IsDir() {
+		entries, err := os.ReadDir(path)
+		if err != nil {
+			return err
+		}
+		files = files[:0]
+		for _, e := range entries {
+			if !e.IsDir() {
+				files = append(files, filepath.Join(path, e.Name()))
+			}
+		}
+	}
+	added := false
+	for _, f := range files {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		if pool.AppendCertsFromPEM(pem) {
+			added = true
+		}
+	}
+	if !added {
+		return errors.New("no certificates found in " + path)
+	}
+	return nil
+}

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/zeoraid/zeoraid/stack"
+	"github.com/zeoraid/zeoraid/zconfig"
+)
+
+// defaultConfig is the configuration `zeoraid serve` and `zeoraid validate`
+// use without -C.
+//
+//go:embed default.conf
+var defaultConfig []byte
+
+// loadConfig reads path, or the embedded default when path is empty.
+func loadConfig(path string) (*stack.Config, error) {
+	if path == "" {
+		root, err := zconfig.Parse("(default zeo.conf)", defaultConfig)
+		if err != nil {
+			return nil, err
+		}
+		return stack.DecodeConfig(root)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(abs); err != nil {
+		return nil, err
+	}
+	return stack.LoadConfig(path)
+}
+
+func runValidate(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	conf := fs.String("C", "", "configuration file (default: the embedded default)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: zeoraid validate [-C zeo.conf]\nParses, decodes and builds the configuration without opening anything;\nprints every error as file:line:col: message and exits 2 if there are any.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return 2
+	}
+	cfg, err := loadConfig(*conf)
+	if err == nil {
+		_, err = stack.Build(context.Background(), cfg, stack.BuildOptions{DryRun: true})
+	}
+	if err != nil {
+		printConfigError(stderr, err)
+		return 2
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
+	name := *conf
+	if name == "" {
+		name = "default configuration"
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d storage(s))\n", name, len(cfg.Storages))
+	return 0
+}
+
+// printConfigError prints a zconfig.ErrorList one positioned error per
+// line, or any other error as it is.
+func printConfigError(w io.Writer, err error) {
+	var list zconfig.ErrorList
+	if errors.As(err, &list) {
+		for _, e := range list {
+			fmt.Fprintln(w, e.Error())
+		}
+		return
+	}
+	fmt.Fprintln(w, err.Error())
+}

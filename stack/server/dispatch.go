@@ -1,0 +1,104 @@
+package server
+
+import (
+	"fmt"
+
+	"github.com/zeoraid/zeoraid/stack/zeoproto"
+)
+
+// syncHandler answers a synchronous call. It replies itself (possibly
+// later, from another goroutine); a returned error becomes the error reply.
+type syncHandler func(c *conn, id any, a zeoproto.Args) error
+
+// asyncHandler runs an asynchronous call; a returned error closes the
+// connection, the only way to report it (zeo-protocol.md §2.2).
+type asyncHandler func(c *conn, a zeoproto.Args) error
+
+// methods are the names a registered connection may call (§3.1 plus the
+// extension names of §5 the server implements). Any other name closes the
+// connection, as Python does.
+var (
+	syncMethods  map[string]syncHandler
+	asyncMethods map[string]asyncHandler
+)
+
+func init() {
+	syncMethods = map[string]syncHandler{
+		"get_info":              (*conn).getInfo,
+		"lastTransaction":       (*conn).lastTransaction,
+		"getInvalidations":      (*conn).getInvalidations,
+		"new_oids":              (*conn).newOIDs,
+		"new_oid":               (*conn).newOID,
+		"pack":                  (*conn).pack,
+		"loadBefore":            (*conn).loadBefore,
+		"loadSerial":            (*conn).loadSerial,
+		"getTid":                (*conn).getTid,
+		"history":               (*conn).history,
+		"record_iternext":       (*conn).recordIternext,
+		"sendBlob":              (*conn).sendBlob,
+		"vote":                  (*conn).vote,
+		"tpc_finish":            (*conn).tpcFinish,
+		"tpc_abort":             (*conn).tpcAbort,
+		"undoLog":               (*conn).undoLog,
+		"undoInfo":              (*conn).undoInfo,
+		"iterator_start":        (*conn).iteratorStart,
+		"iterator_next":         (*conn).iteratorNext,
+		"iterator_record_start": (*conn).iteratorRecordStart,
+		"iterator_record_next":  (*conn).iteratorRecordNext,
+		"server_status":         (*conn).serverStatus,
+		"ping":                  (*conn).ping,
+		"getExtensionMethods":   (*conn).getExtensionMethods,
+	}
+	asyncMethods = map[string]asyncHandler{
+		"tpc_begin":                       (*conn).tpcBegin,
+		"storea":                          (*conn).storea,
+		"checkCurrentSerialInTransaction": (*conn).checkCurrentSerial,
+		"restorea":                        (*conn).restorea,
+		"deleteObject":                    (*conn).deleteObject,
+		"storeBlobStart":                  (*conn).storeBlobStart,
+		"storeBlobChunk":                  (*conn).storeBlobChunk,
+		"storeBlobEnd":                    (*conn).storeBlobEnd,
+		"storeBlobShared":                 (*conn).storeBlobShared,
+		"undoa":                           (*conn).undoa,
+		"iterator_gc":                     (*conn).iteratorGC,
+		"set_client_label":                (*conn).setClientLabel,
+	}
+}
+
+// dispatch handles one message. An error means the connection must close.
+func (c *conn) dispatch(m zeoproto.Message) error {
+	if m.IsReply() {
+		return fmt.Errorf("client sent a reply (msgid %v)", m.ID)
+	}
+	args, err := m.CallArgs()
+	if err != nil {
+		return err
+	}
+	if c.ms == nil {
+		if m.Name != "register" {
+			return fmt.Errorf("%s called before register", m.Name)
+		}
+		if m.IsAsync() {
+			return fmt.Errorf("register must be a synchronous call")
+		}
+		if err := c.register(m.ID, args); err != nil {
+			c.replyErr(m.ID, err)
+		}
+		return nil
+	}
+	if m.IsAsync() {
+		h, ok := asyncMethods[m.Name]
+		if !ok {
+			return fmt.Errorf("unknown asynchronous method %q", m.Name)
+		}
+		return h(c, args)
+	}
+	h, ok := syncMethods[m.Name]
+	if !ok {
+		return fmt.Errorf("unknown method %q", m.Name)
+	}
+	if err := h(c, m.ID, args); err != nil {
+		c.replyErr(m.ID, err)
+	}
+	return nil
+}

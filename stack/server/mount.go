@@ -1,0 +1,239 @@
+package server
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/zeoraid/zeoraid/stack"
+)
+
+// mountState is the server's side of one mounted storage: its registered
+// connections, the invalidation queue, the statistics of server_status, and
+// the two locks that keep zeo-protocol.md §4.8.3's ordering:
+//
+//   - vis, the visibility lock: a load holds it shared from computing its
+//     answer until the reply is queued; the invalidation fan-out holds it
+//     exclusively while it queues invalidateTransaction on every
+//     connection. So a reply computed before a commit became visible is
+//     always written before that commit's invalidation.
+//   - the Mount's commit lock, held from vote to finish or abort.
+//
+// Every commit, ours or foreign, reaches clients the same way: the storage
+// publishes an Event, and one watcher goroutine per mount fans it out. The
+// committer is excluded from its own commit's fan-out; its tpc_finish reply
+// waits until the fan-out of its tid is done, so the other clients hear of
+// the commit first and the committer never gets an older tid after its own.
+type mountState struct {
+	srv   *Server
+	mount *stack.Mount
+	log   logrus.FieldLogger
+
+	vis sync.RWMutex // see above
+
+	mu       sync.Mutex // guards the fields below
+	cond     *sync.Cond // signalled when processed or finishing change
+	conns    map[*conn]struct{}
+	lastTid  stack.Tid    // newest tid fanned out (the clients' view)
+	queue    []invalEntry // newest first, at most invalidation-queue-size
+	finisher *finishing   // the commit being finished, if any
+	stats    stats
+
+	events chan stack.Event
+	done   chan struct{}
+}
+
+// invalEntry is one recent transaction kept for getInvalidations; oids nil
+// marks "the queue knows nothing before this tid".
+type invalEntry struct {
+	tid  stack.Tid
+	oids []stack.Oid
+}
+
+// finishing attributes a commit in progress to its connection, so the
+// watcher can leave the committer out of its own invalidation.
+type finishing struct {
+	conn *conn
+	tid  stack.Tid     // set when Finish returned
+	done chan struct{} // closed when Finish returned
+}
+
+// stats are the counters of server_status.
+type stats struct {
+	loads, stores, commits, aborts, conflicts int64
+	activeTxns, waiting                       int
+	lockTime                                  time.Time // zero: unlocked
+}
+
+func newMountState(srv *Server, m *stack.Mount) *mountState {
+	ms := &mountState{
+		srv: srv, mount: m,
+		log:    srv.log.WithField("storage", m.Name()),
+		conns:  map[*conn]struct{}{},
+		events: make(chan stack.Event),
+		done:   make(chan struct{}),
+	}
+	ms.cond = sync.NewCond(&ms.mu)
+	ms.lastTid = m.Storage().Watch(ms.events)
+	ms.queue = []invalEntry{{tid: ms.lastTid}}
+	go ms.watch()
+	return ms
+}
+
+// close stops the watcher.
+func (ms *mountState) close() {
+	ms.mount.Storage().Unwatch(ms.events)
+	<-ms.done
+}
+
+// watch fans every committed transaction out to the registered connections.
+func (ms *mountState) watch() {
+	defer close(ms.done)
+	for ev := range ms.events {
+		var committer *conn
+		ms.mu.Lock()
+		for ms.finisher != nil {
+			f := ms.finisher
+			ms.mu.Unlock()
+			<-f.done
+			ms.mu.Lock()
+			if ms.finisher == f {
+				if f.tid == ev.Tid {
+					committer = f.conn
+				}
+				break
+			}
+		}
+		ms.mu.Unlock()
+
+		ms.vis.Lock()
+		ms.mu.Lock()
+		if ev.Tid <= ms.lastTid {
+			ms.mu.Unlock()
+			ms.vis.Unlock()
+			ms.log.WithField("tid", ev.Tid.String()).Error("storage published a tid that is not newer than the last one; ignored")
+			continue
+		}
+		ms.lastTid = ev.Tid
+		ms.pushQueue(invalEntry{tid: ev.Tid, oids: dedupOids(ev.Oids)})
+		targets := make([]*conn, 0, len(ms.conns))
+		for c := range ms.conns {
+			if c != committer {
+				targets = append(targets, c)
+			}
+		}
+		ms.cond.Broadcast()
+		ms.mu.Unlock()
+		for _, c := range targets {
+			c.sendAsync("invalidateTransaction", ev.Tid, dedupOids(ev.Oids))
+		}
+		ms.vis.Unlock()
+	}
+}
+
+func (ms *mountState) pushQueue(e invalEntry) {
+	max := ms.srv.opts.InvalidationQueueSize
+	if max <= 0 {
+		max = 1
+	}
+	ms.queue = append([]invalEntry{e}, ms.queue...)
+	if len(ms.queue) > max {
+		ms.queue = ms.queue[:max]
+	}
+}
+
+// waitProcessed blocks until the fan-out of tid is done, or ctx ends.
+func (ms *mountState) waitProcessed(ctx context.Context, tid stack.Tid) error {
+	stop := context.AfterFunc(ctx, func() {
+		ms.mu.Lock()
+		ms.cond.Broadcast()
+		ms.mu.Unlock()
+	})
+	defer stop()
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	for ms.lastTid < tid {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		ms.cond.Wait()
+	}
+	return nil
+}
+
+// register adds c to the broadcast set and returns the tid it is current
+// at, atomically with respect to the fan-out.
+func (ms *mountState) register(c *conn) stack.Tid {
+	ms.vis.Lock()
+	defer ms.vis.Unlock()
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	ms.conns[c] = struct{}{}
+	return ms.lastTid
+}
+
+func (ms *mountState) unregister(c *conn) {
+	ms.mu.Lock()
+	delete(ms.conns, c)
+	ms.mu.Unlock()
+}
+
+// invalidations answers getInvalidations(tid) from the queue: the oids
+// changed after tid and the newest tid, or ok false when the queue does not
+// reach back to tid.
+func (ms *mountState) invalidations(tid stack.Tid) (latest stack.Tid, oids []stack.Oid, ok bool) {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if len(ms.queue) == 0 || ms.queue[len(ms.queue)-1].tid > tid {
+		return 0, nil, false
+	}
+	seen := map[stack.Oid]bool{}
+	for _, e := range ms.queue {
+		if e.tid <= tid {
+			break
+		}
+		for _, o := range e.oids {
+			if !seen[o] {
+				seen[o] = true
+				oids = append(oids, o)
+			}
+		}
+	}
+	return ms.queue[0].tid, oids, true
+}
+
+func (ms *mountState) last() stack.Tid {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	return ms.lastTid
+}
+
+// connections returns a snapshot of the registered connections.
+func (ms *mountState) connections() []*conn {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	out := make([]*conn, 0, len(ms.conns))
+	for c := range ms.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
+func (ms *mountState) count(f func(*stats)) {
+	ms.mu.Lock()
+	f(&ms.stats)
+	ms.mu.Unlock()
+}
+
+func dedupOids(oids []stack.Oid) []stack.Oid {
+	seen := make(map[stack.Oid]bool, len(oids))
+	out := make([]stack.Oid, 0, len(oids))
+	for _, o := range oids {
+		if !seen[o] {
+			seen[o] = true
+			out = append(out, o)
+		}
+	}
+	return out
+}

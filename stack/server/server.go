@@ -1,0 +1,234 @@
+// Package server is zeoraid's ZEO server: it accepts connections from
+// unmodified Python ZEO clients (ZEO 5 and 6) and serves the mounted
+// storages over zeo-protocol.md's methods, with one commit lock per mount,
+// the invalidation queue and the ordering guarantees of §4.8.3. It is the
+// one place that maps storage errors to ZODB exception classes on the wire
+// (through zeoproto.ErrorToPython).
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/zeoraid/zeoraid/stack"
+	"github.com/zeoraid/zeoraid/stack/zeoproto"
+)
+
+// Options configure a Server; they mirror <zeo> (zeo-protocol.md §6.3).
+type Options struct {
+	ReadOnly              bool
+	InvalidationQueueSize int           // default 100
+	InvalidationAge       float64       // seconds; 0 disables the iteration fallback
+	TransactionTimeout    time.Duration // 0: none
+	Msgpack               bool          // announce M5 instead of Z5
+	MaxFrame              int           // largest accepted frame; 0: zeoproto.DefaultMaxFrame
+	TLS                   *tls.Config   // nil: plain connections
+	Log                   logrus.FieldLogger
+}
+
+// Server serves a set of mounts to ZEO clients.
+type Server struct {
+	opts   Options
+	log    logrus.FieldLogger
+	ctx    context.Context
+	cancel context.CancelFunc
+	start  time.Time
+
+	mu        sync.Mutex
+	mounts    map[string]*mountState
+	names     []string
+	listeners []net.Listener
+	conns     map[*conn]struct{}
+	wg        sync.WaitGroup
+}
+
+// New returns a server for mounts (by storage name).
+func New(mounts []*stack.Mount, opts Options) *Server {
+	if opts.InvalidationQueueSize <= 0 {
+		opts.InvalidationQueueSize = 100
+	}
+	if opts.Log == nil {
+		l := logrus.New()
+		l.SetOutput(os.Stderr)
+		opts.Log = l
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		opts: opts, log: opts.Log, ctx: ctx, cancel: cancel, start: time.Now(),
+		mounts: map[string]*mountState{}, conns: map[*conn]struct{}{},
+	}
+	for _, m := range mounts {
+		s.mounts[m.Name()] = newMountState(s, m)
+		s.names = append(s.names, m.Name())
+	}
+	sort.Strings(s.names)
+	return s
+}
+
+// Listen opens a listener for a zeo.conf address: network "tcp" (IPv4 or
+// IPv6) or "unix". A stale unix socket file is replaced.
+func Listen(network, address string) (net.Listener, error) {
+	if network == "unix" {
+		if fi, err := os.Stat(address); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			if c, err := net.Dial("unix", address); err == nil {
+				c.Close()
+				return nil, fmt.Errorf("listen unix %s: address already in use", address)
+			}
+			os.Remove(address)
+		}
+	}
+	return net.Listen(network, address)
+}
+
+// Serve accepts connections on l until Shutdown. It returns nil after a
+// shutdown and the accept error otherwise.
+func (s *Server) Serve(l net.Listener) error {
+	if s.opts.TLS != nil {
+		l = tls.NewListener(l, s.opts.TLS)
+	}
+	s.mu.Lock()
+	if s.ctx.Err() != nil {
+		s.mu.Unlock()
+		return nil
+	}
+	s.listeners = append(s.listeners, l)
+	s.mu.Unlock()
+	s.log.WithField("address", l.Addr().String()).Info("listening")
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return err
+		}
+		c := newConn(s, nc)
+		s.mu.Lock()
+		if s.ctx.Err() != nil {
+			s.mu.Unlock()
+			nc.Close()
+			return nil
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			c.serve()
+		}()
+	}
+}
+
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// Shutdown stops accepting, lets transactions that are committing finish
+// (until ctx ends), closes every connection (aborting open transactions)
+// and stops the mounts' watchers. It does not close the storages: their
+// owner does.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	for _, l := range s.listeners {
+		l.Close()
+	}
+	s.mu.Unlock()
+	// Wait for commits in their vote..finish window: taking every commit
+	// lock means none is in flight, and holding them admits no new vote.
+	for _, name := range s.names {
+		if err := s.mounts[name].mount.LockCommit(ctx); err != nil {
+			s.log.WithField("storage", name).Warn("shutdown: a commit is still in progress; aborting it")
+			continue
+		}
+		defer s.mounts[name].mount.UnlockCommit()
+	}
+	s.cancel()
+	s.mu.Lock()
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.close("server shutting down")
+	}
+	s.wg.Wait()
+	for _, name := range s.names {
+		s.mounts[name].close()
+	}
+	return nil
+}
+
+func (s *Server) mount(name string) *mountState {
+	return s.mounts[name]
+}
+
+// extensionMethods are the extra synchronous calls offered (§5); the RAID
+// management calls will be listed here.
+func (s *Server) extensionMethods() zeoproto.Dict { return zeoproto.Dict{} }
+
+// status is server_status (§3.2.26).
+func (ms *mountState) status() zeoproto.Dict {
+	ms.mu.Lock()
+	st := ms.stats
+	conns := len(ms.conns)
+	last := ms.lastTid
+	ms.mu.Unlock()
+	var lockTime any
+	if !st.lockTime.IsZero() {
+		lockTime = float64(st.lockTime.UnixNano()) / 1e9
+	}
+	var timeoutAlive any = "stub"
+	if ms.srv.opts.TransactionTimeout > 0 {
+		timeoutAlive = true
+	}
+	return zeoproto.Dict{
+		{Key: "storage", Value: ms.mount.Name()},
+		{Key: "connections", Value: int64(conns)},
+		{Key: "loads", Value: st.loads},
+		{Key: "stores", Value: st.stores},
+		{Key: "commits", Value: st.commits},
+		{Key: "aborts", Value: st.aborts},
+		{Key: "active_txns", Value: int64(st.activeTxns)},
+		{Key: "lock_time", Value: lockTime},
+		{Key: "conflicts", Value: st.conflicts},
+		{Key: "conflicts_resolved", Value: int64(0)},
+		{Key: "start", Value: ms.srv.start.Format("Mon Jan _2 15:04:05 2006")},
+		{Key: "waiting", Value: int64(st.waiting)},
+		{Key: "timeout-thread-is-alive", Value: timeoutAlive},
+		{Key: "last-transaction", Value: last.Hex()},
+	}
+}
+
+// ruokJSON is the answer to the ruok probe: every storage's status.
+func (s *Server) ruokJSON() []byte {
+	out := map[string]map[string]any{}
+	for _, name := range s.names {
+		d := map[string]any{}
+		for _, it := range s.mounts[name].status() {
+			k, _ := zeoproto.AsString(it.Key)
+			if k != "storage" {
+				d[k] = it.Value
+			}
+		}
+		out[name] = d
+	}
+	b, _ := json.Marshal(out)
+	return b
+}
