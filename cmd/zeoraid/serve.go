@@ -34,6 +34,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&files, "f", "serve this Data.fs as a <filestorage> (repeatable; named 1, 2, …)")
 	timeout := fs.Int("t", 0, "transaction timeout in seconds (overrides <zeo> transaction-timeout)")
 	pidFile := fs.String("pid-file", "", "write the server's pid to this file (overrides <zeo> pid-filename)")
+	readyFile := fs.String("ready-file", "", "once listening, write the bound address to this file (for tests and supervisors; useful with port 0)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: zeoraid serve [-C zeo.conf] [-a ADDRESS] [-f Data.fs]... [-t SECONDS] [--pid-file PATH]")
 		fs.PrintDefaults()
@@ -65,7 +66,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	for _, w := range cfg.Warnings {
 		log.Warn(w)
 	}
-	if err := serve(cfg, log); err != nil {
+	if err := serve(cfg, log, *readyFile); err != nil {
 		log.WithError(err).Error("server stopped")
 		fmt.Fprintf(stderr, "zeoraid: %v\n", err)
 		return 1
@@ -145,7 +146,7 @@ func orDefault(s, def string) string {
 }
 
 // serve opens the storages, listens, and runs until SIGTERM or SIGINT.
-func serve(cfg *stack.Config, log *eventlog.Logger) error {
+func serve(cfg *stack.Config, log *eventlog.Logger, readyFile string) error {
 	ctx := context.Background()
 	tree, err := stack.Build(ctx, cfg, stack.BuildOptions{Log: log})
 	if err != nil {
@@ -183,6 +184,18 @@ func serve(cfg *stack.Config, log *eventlog.Logger) error {
 			return fmt.Errorf("pid file: %w", err)
 		}
 		defer os.Remove(p)
+	}
+	if readyFile != "" {
+		// Written to a temporary name and renamed, so a reader never sees
+		// half an address.
+		tmp := readyFile + ".tmp"
+		if err := os.WriteFile(tmp, []byte(l.Addr().String()+"\n"), 0o644); err == nil {
+			err = os.Rename(tmp, readyFile)
+		}
+		if err != nil {
+			l.Close()
+			return fmt.Errorf("ready file: %w", err)
+		}
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
