@@ -26,6 +26,7 @@ func commands() map[string]command {
 		"serve":    {"run the ZEO server (runzeo's -C, -a, -f, -t, --pid-file)", runServe},
 		"validate": {"check a zeo.conf without opening anything", runValidate},
 		"types":    {"list every storage section type with its keys", runTypes},
+		"bench":    {"measure a ZEO server, or compare runzeo and zeoraid", runBench},
 		"version":  {"print the version", runVersion},
 	}
 }
@@ -55,7 +56,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer, cmds map[string]command) {
 	fmt.Fprintln(w, "usage: zeoraid COMMAND [options]")
 	fmt.Fprintln(w, "commands:")
-	for _, name := range []string{"serve", "validate", "types", "version"} {
+	for _, name := range []string{"serve", "validate", "types", "bench", "version"} {
 		fmt.Fprintf(w, "  %-9s %s\n", name, cmds[name].summary)
 	}
 }

@@ -1,0 +1,150 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Server is a ZEO server process started for a comparison.
+type Server struct {
+	Name string
+	Addr string
+	cmd  *exec.Cmd
+}
+
+// Stop ends the server with SIGTERM and waits for it.
+func (s *Server) Stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// StorageConfig returns the storage section both servers get: "mapping"
+// (in memory) or "file" (a FileStorage in dir).
+func StorageConfig(kind, dir string) (string, error) {
+	switch kind {
+	case "mapping":
+		return "<mappingstorage 1>\n</mappingstorage>\n", nil
+	case "file":
+		return fmt.Sprintf("<filestorage 1>\n  path %s\n</filestorage>\n", filepath.Join(dir, "Data.fs")), nil
+	}
+	return "", fmt.Errorf("unknown storage kind %q (want mapping or file)", kind)
+}
+
+// StartRunzeo starts Python's ZEO server (python -m ZEO.runzeo) on a free
+// loopback port with the given storage section, in dir.
+func StartRunzeo(ctx context.Context, python, storage, dir string) (*Server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	conf := filepath.Join(dir, "runzeo.conf")
+	text := fmt.Sprintf("<zeo>\n  address %s\n</zeo>\n%s", addr, storage)
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, python, "-m", "ZEO.runzeo", "-C", conf)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("runzeo: %w", err)
+	}
+	s := &Server{Name: "runzeo", Addr: addr, cmd: cmd}
+	if err := waitListening(addr, 30*time.Second); err != nil {
+		s.Stop()
+		return nil, fmt.Errorf("runzeo did not start: %w", err)
+	}
+	return s, nil
+}
+
+// StartZeoraid starts `zeoraid serve` (the binary at exe) on a free port
+// with the given storage section, in dir.
+func StartZeoraid(ctx context.Context, exe, storage, dir string) (*Server, error) {
+	conf := filepath.Join(dir, "zeoraid.conf")
+	text := "<zeo>\n  address 127.0.0.1:0\n</zeo>\n" + storage
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		return nil, err
+	}
+	ready := filepath.Join(dir, "ready")
+	cmd := exec.CommandContext(ctx, exe, "serve", "-C", conf, "--ready-file", ready)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("zeoraid: %w", err)
+	}
+	s := &Server{Name: "zeoraid", cmd: cmd}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(ready); err == nil {
+			s.Addr = strings.TrimSpace(string(b))
+			return s, nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.Stop()
+	return nil, fmt.Errorf("zeoraid did not report its address in %s", ready)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func waitListening(addr string, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// PrintComparison writes a table of both results and zeoraid/runzeo ratios
+// (above 1 means zeoraid is better: more operations per second, lower
+// latency).
+func PrintComparison(w io.Writer, py, gor Result) {
+	fmt.Fprintf(w, "%-11s %12s %12s %7s   %10s %10s %7s   %10s %10s\n",
+		"phase", "runzeo op/s", "zeoraid op/s", "ratio", "runzeo p50", "zeoraid", "ratio", "runzeo p99", "zeoraid")
+	for _, name := range []string{PhaseLoad, PhaseSmall, PhaseLarge} {
+		a, b := py.Phase(name), gor.Phase(name)
+		fmt.Fprintf(w, "%-11s %12.0f %12.0f %6.2fx   %10v %10v %6.2fx   %10v %10v\n",
+			name, a.PerSecond(), b.PerSecond(), ratio(b.PerSecond(), a.PerSecond()),
+			a.P50.Round(time.Microsecond), b.P50.Round(time.Microsecond), ratio(float64(a.P50), float64(b.P50)),
+			a.P99.Round(time.Microsecond), b.P99.Round(time.Microsecond))
+	}
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
