@@ -16,6 +16,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -42,6 +43,8 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	start  time.Time
+
+	closing atomic.Bool // set first thing in Shutdown
 
 	mu        sync.Mutex
 	mounts    map[string]*mountState
@@ -106,7 +109,7 @@ func (s *Server) Serve(l net.Listener) error {
 	for {
 		nc, err := l.Accept()
 		if err != nil {
-			if s.ctx.Err() != nil {
+			if s.closing.Load() {
 				return nil
 			}
 			var ne net.Error
@@ -144,6 +147,7 @@ func (s *Server) forget(c *conn) {
 // and stops the mounts' watchers. It does not close the storages: their
 // owner does.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.closing.Store(true)
 	s.mu.Lock()
 	for _, l := range s.listeners {
 		l.Close()

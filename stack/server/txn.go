@@ -156,7 +156,7 @@ func (c *conn) storea(a zeoproto.Args) error {
 	if err != nil {
 		return err
 	}
-	serial, err := a.Tid(1)
+	serial, err := newObjectSerial(a, 1)
 	if err != nil {
 		return err
 	}
@@ -165,6 +165,16 @@ func (c *conn) storea(a zeoproto.Args) error {
 		return err
 	}
 	return c.buffer(a[3], txnOp{kind: opStore, oid: oid, serial: serial, data: data})
+}
+
+// newObjectSerial reads the serial a store is based on. None is what
+// ZODB passes for an object it creates (ZODB.tests.MTStorage does, and
+// Python storages accept it): it means z64, "no previous revision".
+func newObjectSerial(a zeoproto.Args, i int) (stack.Tid, error) {
+	if i < len(a) && a[i] == nil {
+		return 0, nil
+	}
+	return a.Tid(i)
 }
 
 func (c *conn) checkCurrentSerial(a zeoproto.Args) error {
@@ -291,7 +301,7 @@ func (c *conn) storeBlobEnd(a zeoproto.Args) error {
 	if err != nil {
 		return err
 	}
-	serial, err := a.Tid(1)
+	serial, err := newObjectSerial(a, 1)
 	if err != nil {
 		return err
 	}
@@ -326,7 +336,7 @@ func (c *conn) storeBlobShared(a zeoproto.Args) error {
 	if err != nil {
 		return err
 	}
-	serial, err := a.Tid(1)
+	serial, err := newObjectSerial(a, 1)
 	if err != nil {
 		return err
 	}
