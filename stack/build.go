@@ -149,7 +149,16 @@ func planNode(s *zconfig.Section, path, storage string) (*plan, zconfig.ErrorLis
 		if sug := zconfig.Suggest(s.Type, TypeNames()); sug != "" {
 			msg += fmt.Sprintf("; did you mean <%s>?", sug)
 		}
-		return nil, zconfig.ErrorList{{Pos: s.Pos, Msg: msg}}
+		errs := zconfig.ErrorList{{Pos: s.Pos, Msg: msg}}
+		// Its contents cannot be checked, but nested sections of unknown
+		// types are reported too, so one run names every missing type.
+		for _, c := range s.Sections {
+			if _, known := Lookup(c.Type); !known {
+				_, cerrs := planNode(c, path+"/"+c.Name, storage)
+				errs = append(errs, cerrs...)
+			}
+		}
+		return nil, errs
 	}
 	p := &plan{section: s, module: m, path: path, storage: storage}
 	var errs zconfig.ErrorList

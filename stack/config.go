@@ -123,7 +123,9 @@ func LoadConfig(path string) (*Config, error) {
 
 // DecodeConfig turns a parsed zeo.conf into a Config, checking the top-level
 // rules of ZEO's schema: exactly one <zeo>, at most one <eventlog> and
-// <runner>, at least one storage, unique storage names.
+// <runner>, at least one storage, unique storage names. On error the
+// returned Config is partial (its Storages are still filled in) so that
+// validation can go on and report the storage sections' errors as well.
 func DecodeConfig(root *zconfig.Section) (*Config, error) {
 	var errs zconfig.ErrorList
 	add := func(err error) {
@@ -198,7 +200,7 @@ func DecodeConfig(root *zconfig.Section) (*Config, error) {
 	}
 	if len(errs) > 0 {
 		sort.SliceStable(errs, func(i, j int) bool { return posLess(errs[i].Pos, errs[j].Pos) })
-		return nil, errs
+		return cfg, errs
 	}
 	return cfg, nil
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 
 	"github.com/zeoraid/zeoraid/stack"
 	"github.com/zeoraid/zeoraid/zconfig"
@@ -55,8 +56,11 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg, err := loadConfig(*conf)
-	if err == nil {
-		_, err = stack.Build(context.Background(), cfg, stack.BuildOptions{DryRun: true})
+	if cfg != nil {
+		// Check the storage sections too, even when the rest has errors,
+		// so one run reports everything.
+		_, berr := stack.Build(context.Background(), cfg, stack.BuildOptions{DryRun: true})
+		err = mergeConfigErrors(err, berr)
 	}
 	if err != nil {
 		printConfigError(stderr, err)
@@ -71,6 +75,40 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d storage(s))\n", name, len(cfg.Storages))
 	return 0
+}
+
+// mergeConfigErrors joins two error lists, sorted by position, without
+// repeating an error both found.
+func mergeConfigErrors(a, b error) error {
+	if a == nil || b == nil {
+		if a == nil {
+			return b
+		}
+		return a
+	}
+	var la, lb zconfig.ErrorList
+	if !errors.As(a, &la) || !errors.As(b, &lb) {
+		return errors.Join(a, b)
+	}
+	seen := map[string]bool{}
+	var out zconfig.ErrorList
+	for _, e := range append(append(zconfig.ErrorList{}, la...), lb...) {
+		if !seen[e.Error()] {
+			seen[e.Error()] = true
+			out = append(out, e)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		pi, pj := out[i].Pos, out[j].Pos
+		if pi.File != pj.File {
+			return pi.File < pj.File
+		}
+		if pi.Line != pj.Line {
+			return pi.Line < pj.Line
+		}
+		return pi.Col < pj.Col
+	})
+	return out
 }
 
 // printConfigError prints a zconfig.ErrorList one positioned error per
