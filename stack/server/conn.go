@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -85,7 +86,7 @@ func (c *conn) serve() {
 		return
 	}
 	c.codec = codec
-	go c.writeLoop(fw)
+	go c.writeLoop()
 	for {
 		p, err := fr.ReadFrame()
 		if err != nil {
@@ -135,8 +136,11 @@ func (c *conn) close(reason string) {
 	})
 }
 
-// writeLoop writes queued frames until the connection closes.
-func (c *conn) writeLoop(fw *zeoproto.FrameWriter) {
+// writeLoop writes queued frames until the connection closes. Frames
+// queued together go out in one buffered write.
+func (c *conn) writeLoop() {
+	bw := bufio.NewWriterSize(c.nc, 64<<10)
+	fw := zeoproto.NewFrameWriter(bw)
 	for {
 		select {
 		case <-c.ctx.Done():
@@ -153,6 +157,10 @@ func (c *conn) writeLoop(fw *zeoproto.FrameWriter) {
 				c.close("write failed: " + err.Error())
 				return
 			}
+		}
+		if err := bw.Flush(); err != nil {
+			c.close("write failed: " + err.Error())
+			return
 		}
 	}
 }
