@@ -279,3 +279,16 @@ func AsBlobber(s Storage) (Blobber, bool) {
 	b, ok := s.(Blobber)
 	return b, ok && s.Capabilities().Blobs
 }
+
+// Extender is implemented by storages that offer extra synchronous ZEO
+// calls, such as the RAID's management calls (zeo-protocol.md §5). The
+// server lists them in get_info's extensionMethods and dispatches them on
+// registered connections, read-only ones included.
+type Extender interface {
+	Extensions() map[string]Extension
+}
+
+// Extension is one extra call. Arguments and the result are values of the
+// ZEO wire: nil, bool, int64, float64, string, []byte, []any and
+// map[string]any (decoded tuples arrive as []any-like sequences).
+type Extension func(ctx context.Context, args []any) (any, error)

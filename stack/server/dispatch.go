@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 
+	"github.com/zeoraid/zeoraid/stack"
 	"github.com/zeoraid/zeoraid/stack/zeoproto"
 )
 
@@ -95,10 +96,40 @@ func (c *conn) dispatch(m zeoproto.Message) error {
 	}
 	h, ok := syncMethods[m.Name]
 	if !ok {
-		return fmt.Errorf("unknown method %q", m.Name)
+		ext := c.extension(m.Name)
+		if ext == nil {
+			return fmt.Errorf("unknown method %q", m.Name)
+		}
+		h = ext
 	}
 	if err := h(c, m.ID, args); err != nil {
 		c.replyErr(m.ID, err)
 	}
 	return nil
+}
+
+// extension returns a handler for an extension call the mounted storage
+// offers (stack.Extender), or nil.
+func (c *conn) extension(name string) syncHandler {
+	ext, ok := c.storage().(stack.Extender)
+	if !ok {
+		return nil
+	}
+	f, ok := ext.Extensions()[name]
+	if !ok {
+		return nil
+	}
+	return func(c *conn, id any, a zeoproto.Args) error {
+		// Management calls may take long (a recovery, a verify): they run on
+		// their own goroutine and reply when done.
+		go func() {
+			r, err := f(c.ctx, []any(a))
+			if err != nil {
+				c.replyErr(id, err)
+				return
+			}
+			c.reply(id, r)
+		}()
+		return nil
+	}
 }

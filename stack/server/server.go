@@ -183,9 +183,24 @@ func (s *Server) mount(name string) *mountState {
 	return s.mounts[name]
 }
 
-// extensionMethods are the extra synchronous calls offered (§5); the RAID
-// management calls will be listed here.
-func (s *Server) extensionMethods() zeoproto.Dict { return zeoproto.Dict{} }
+// extensionMethods are the extra synchronous calls st offers (§5), as
+// get_info and getExtensionMethods report them: {name: None}.
+func extensionMethods(st stack.Storage) zeoproto.Dict {
+	d := zeoproto.Dict{}
+	ext, ok := st.(stack.Extender)
+	if !ok {
+		return d
+	}
+	names := make([]string, 0)
+	for name := range ext.Extensions() {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		d = append(d, zeoproto.DictItem{Key: name, Value: nil})
+	}
+	return d
+}
 
 // status is server_status (§3.2.26).
 func (ms *mountState) status() zeoproto.Dict {
