@@ -33,7 +33,7 @@ type ZEOOptions struct {
 	TransactionTimeout       int                     `zconfig:"transaction-timeout" doc:"seconds a connection may hold the commit lock before it is disconnected (0: off)"`
 	PidFilename              zconfig.ExistingDirPath `zconfig:"pid-filename" doc:"file that receives the server's pid while it runs"`
 	ClientConflictResolution bool                    `zconfig:"client-conflict-resolution" doc:"accepted for compatibility: zeoraid always returns conflicts to the client for resolution"`
-	Msgpack                  bool                    `zconfig:"msgpack" doc:"announce M5 (msgpack) instead of Z5 (pickle); also on when $ZEO_MSGPACK is non-empty"`
+	Msgpack                  *bool                   `zconfig:"msgpack" doc:"announce M5 (msgpack) instead of Z5 (pickle); when absent, on iff $ZEO_MSGPACK is non-empty (runzeo's rule)"`
 	SSL                      *SSLOptions             `zconfig:"ssl,section" doc:"TLS; client certificates are required"`
 	// Storages receives storage sections written inside <zeo>, as the
 	// original ZEORaid documentation did.

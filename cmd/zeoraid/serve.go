@@ -170,7 +170,7 @@ func serve(cfg *stack.Config, log *eventlog.Logger, readyFile string) error {
 		InvalidationQueueSize: cfg.ZEO.InvalidationQueueSize,
 		InvalidationAge:       cfg.ZEO.InvalidationAge,
 		TransactionTimeout:    cfg.ZEO.TransactionTimeoutDuration(),
-		Msgpack:               cfg.ZEO.Msgpack || os.Getenv("ZEO_MSGPACK") != "",
+		Msgpack:               useMsgpack(cfg.ZEO.Msgpack),
 		TLS:                   tlsConf,
 		Log:                   log,
 	})
@@ -226,6 +226,15 @@ func serve(cfg *stack.Config, log *eventlog.Logger, readyFile string) error {
 			return err
 		}
 	}
+}
+
+// useMsgpack is runzeo's rule: the msgpack key if given, otherwise whether
+// $ZEO_MSGPACK is non-empty.
+func useMsgpack(key *bool) bool {
+	if key != nil {
+		return *key
+	}
+	return os.Getenv("ZEO_MSGPACK") != ""
 }
 
 // serverTLS builds the TLS configuration of <ssl>: client certificates are
