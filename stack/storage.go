@@ -105,7 +105,8 @@ type Storage interface {
 // two-phase commit). A Txn is used by one goroutine at a time.
 type Txn interface {
 	// Store writes data for oid; serial is the tid the writer read (0 for a
-	// new object). A write conflict may be reported here as *ConflictError
+	// new object); data must not be empty (ErrEmptyData, here or at Vote).
+	// A write conflict may be reported here as *ConflictError
 	// (the store then has no effect and the transaction goes on) or later by
 	// Vote. Storing the same oid twice in one transaction keeps the last.
 	Store(ctx context.Context, oid Oid, serial Tid, data []byte) error

@@ -4,5 +4,6 @@
 package all
 
 import (
+	_ "github.com/zeoraid/zeoraid/builtin/filestorage"    // <filestorage>
 	_ "github.com/zeoraid/zeoraid/builtin/mappingstorage" // <mappingstorage>
 )

@@ -587,8 +587,8 @@ func (t *txn) Store(ctx context.Context, oid stack.Oid, serial stack.Tid, data [
 	if err := t.open(ctx); err != nil {
 		return err
 	}
-	if data == nil {
-		data = []byte{}
+	if len(data) == 0 {
+		return stack.ErrEmptyData
 	}
 	t.put(&pending{oid: oid, serial: serial, check: true, data: clone(data)})
 	return nil
@@ -607,6 +607,9 @@ func (t *txn) Delete(ctx context.Context, oid stack.Oid, serial stack.Tid) error
 func (t *txn) Restore(ctx context.Context, oid stack.Oid, data []byte, prevTxn stack.Tid) error {
 	if err := t.open(ctx); err != nil {
 		return err
+	}
+	if data != nil && len(data) == 0 {
+		return stack.ErrEmptyData
 	}
 	t.put(&pending{oid: oid, data: clone(data), dataTxn: prevTxn})
 	return nil

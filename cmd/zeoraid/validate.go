@@ -24,6 +24,11 @@ var defaultConfig []byte
 // loadConfig reads path, or the embedded default when path is empty.
 func loadConfig(path string) (*stack.Config, error) {
 	if path == "" {
+		// The default keeps its data in ./var; make it so a fresh
+		// checkout can run the server at once.
+		if err := os.MkdirAll("var", 0o755); err != nil {
+			return nil, err
+		}
 		root, err := zconfig.Parse("(default zeo.conf)", defaultConfig)
 		if err != nil {
 			return nil, err

@@ -24,9 +24,25 @@ func testBasic(t *testing.T, h Harness) {
 	if last, err := s.LastTransaction(ctx); err != nil || last != t1 {
 		t.Fatalf("LastTransaction = %s, %v; want %s", last, err, t1)
 	}
-	t2 := commit(t, s, st(0, t1, "root2"), st(1, 0, ""))
+	t2 := commit(t, s, st(0, t1, "root2"), st(1, 0, "x"))
 	wantData(t, s, 0, "root2", t2)
-	wantData(t, s, 1, "", t2)
+	wantData(t, s, 1, "x", t2)
+	// Empty data is refused, at Store or at Vote, and nothing is committed.
+	tx, err := s.Begin(ctx, stack.TxnMeta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = tx.Store(ctx, 2, 0, []byte{})
+	if err == nil {
+		_, err = tx.Vote(ctx)
+	}
+	_ = tx.Abort(ctx)
+	if !errors.Is(err, stack.ErrEmptyData) {
+		t.Fatalf("storing empty data: %v, want ErrEmptyData", err)
+	}
+	if last, _ := s.LastTransaction(ctx); last != t2 {
+		t.Fatalf("a refused empty store committed %s", last)
+	}
 	if d, err := s.LoadSerial(ctx, 0, t1); err != nil || string(d) != "root" {
 		t.Fatalf("LoadSerial(0, t1) = %q, %v", d, err)
 	}
