@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/zeoraid/zeoraid/stack"
+	"github.com/zeoraid/zeoraid/stack/blobdir"
 	"github.com/zeoraid/zeoraid/zconfig"
 )
 
@@ -48,7 +49,7 @@ func TestBlobsGoToPython(t *testing.T) {
 		_, err := tx.(stack.UndoTxn).Undo(ctx, UndoID(t2))
 		must(t, err)
 	})
-	want := filepath.Join(bdir, "0x00", "0x00", "0x00", "0x00", "0x00", "0x00", "0x00", "0x01", reprHex(uint64(t1))+".blob")
+	want := filepath.Join(bdir, "0x00", "0x00", "0x00", "0x00", "0x00", "0x00", "0x00", "0x01", blobdir.ReprHex(uint64(t1))+".blob")
 	if p, err := s.LoadBlob(ctx, 1, t1); err != nil || p != want {
 		t.Errorf("LoadBlob = %s, %v; want %s", p, err, want)
 	}

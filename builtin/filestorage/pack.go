@@ -14,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/zeoraid/zeoraid/stack"
+	"github.com/zeoraid/zeoraid/stack/blobdir"
 )
 
 // Pack removes the revisions not needed to read any state at or after t
@@ -48,7 +49,7 @@ func (s *Storage) Pack(ctx context.Context, t time.Time, gc bool) error {
 		}
 	}
 	if s.blobs != nil {
-		if err := os.RemoveAll(s.blobs.dir + ".old"); err != nil {
+		if err := os.RemoveAll(s.blobs.Path + ".old"); err != nil {
 			return err
 		}
 	}
@@ -397,7 +398,7 @@ func (p *packer) noteBlobRemoval(d dataHeader) {
 		return
 	}
 	if !p.reached[d.oid] {
-		p.removed = append(p.removed, b.oidDir(d.oid))
+		p.removed = append(p.removed, b.OidDir(d.oid))
 		return
 	}
 	if cp, ok := p.cur[d.oid]; ok {
@@ -405,7 +406,7 @@ func (p *packer) noteBlobRemoval(d dataHeader) {
 			return
 		}
 	}
-	p.removed = append(p.removed, b.path(d.oid, d.tid))
+	p.removed = append(p.removed, b.File(d.oid, d.tid))
 }
 
 // copyRest copies transactions in [from, to) unchanged except positions:
@@ -541,12 +542,12 @@ func (p *packer) removeBlobs() {
 	if b == nil {
 		return
 	}
-	old := b.dir + ".old"
+	old := b.Path + ".old"
 	keep := p.s.opts.PackKeepOld
 	for _, r := range p.removed {
 		var err error
 		if keep {
-			rel, _ := filepath.Rel(b.dir, r)
+			rel, _ := filepath.Rel(b.Path, r)
 			dst := filepath.Join(old, rel)
 			if err = os.MkdirAll(filepath.Dir(dst), 0o700); err == nil {
 				err = os.Rename(r, dst)
@@ -557,16 +558,16 @@ func (p *packer) removeBlobs() {
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			p.log.WithError(err).WithField("blob", r).Warn("cannot remove packed blob")
 		}
-		pruneEmpty(b.dir, filepath.Dir(r))
+		pruneEmpty(b.Path, filepath.Dir(r))
 	}
 	if !keep {
 		return
 	}
-	_ = filepath.WalkDir(b.dir, func(path string, d fs.DirEntry, err error) error {
+	_ = filepath.WalkDir(b.Path, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return nil
 		}
-		rel, _ := filepath.Rel(b.dir, path)
+		rel, _ := filepath.Rel(b.Path, path)
 		if d.IsDir() {
 			if rel == "tmp" {
 				return filepath.SkipDir
@@ -579,7 +580,7 @@ func (p *packer) removeBlobs() {
 		dst := filepath.Join(old, rel)
 		if os.MkdirAll(filepath.Dir(dst), 0o700) == nil {
 			if rel == ".layout" {
-				_ = copyFile(path, dst)
+				_ = blobdir.CopyFile(path, dst)
 			} else if err := os.Link(path, dst); err != nil && !errors.Is(err, os.ErrExist) {
 				p.log.WithError(err).WithField("blob", path).Warn("cannot link blob into the .old directory")
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/zeoraid/zeoraid/stack"
+	"github.com/zeoraid/zeoraid/stack/blobdir"
 )
 
 // Storage is one open Data.fs. Reads use pread on the shared file handle
@@ -24,7 +25,7 @@ type Storage struct {
 	opts     Options
 	log      logrus.FieldLogger
 	readOnly bool
-	blobs    *blobDir // nil without blob-dir
+	blobs    *blobdir.Dir // nil without blob-dir
 
 	commitLock chan struct{} // held from Begin to Finish/Abort, and by pack's last phase
 	done       chan struct{} // closed by Close: wakes Begin waiting for the commit lock
@@ -145,7 +146,7 @@ func (s *Storage) open() error {
 		}
 	}
 	if s.opts.BlobDir != "" {
-		b, err := openBlobDir(string(s.opts.BlobDir), s.readOnly)
+		b, err := blobdir.Open(string(s.opts.BlobDir), s.readOnly)
 		if err != nil {
 			return err
 		}

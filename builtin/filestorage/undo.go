@@ -117,7 +117,7 @@ func (t *txn) Undo(ctx context.Context, id []byte) ([]stack.Oid, error) {
 			ph, err := s.rd.dataHeader(d.prev)
 			if err == nil {
 				if data, rerr := s.rd.resolve(ph); rerr == nil && isBlobRecord(data) {
-					r.blobFrom = s.blobs.path(d.oid, ph.tid)
+					r.blobFrom = s.blobs.File(d.oid, ph.tid)
 				}
 			}
 		}

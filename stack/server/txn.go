@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/zeoraid/zeoraid/stack"
+	"github.com/zeoraid/zeoraid/stack/blobdir"
 	"github.com/zeoraid/zeoraid/stack/zeoproto"
 )
 
@@ -355,18 +356,14 @@ func (c *conn) storeBlobShared(a zeoproto.Args) error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(filepath.Dir(dir), bushyPath(oid), name)
-	return c.buffer(a[4], txnOp{kind: opBlobStore, oid: oid, serial: serial, data: data, blob: path, shared: true})
-}
-
-// bushyPath is ZODB's bushy blob layout directory of an oid:
-// 0x00/0x00/…/0x02, one level per byte.
-func bushyPath(oid stack.Oid) string {
-	parts := make([]string, 8)
-	for i, b := range oid.Bytes() {
-		parts[i] = fmt.Sprintf("0x%02x", b)
+	// The temp dir is <blob dir>/tmp; the file is in the oid's directory of
+	// that blob dir, in whatever layout it has.
+	bd, err := blobdir.Open(filepath.Dir(dir), true)
+	if err != nil {
+		return err
 	}
-	return filepath.Join(parts...)
+	path := filepath.Join(bd.OidDir(oid), name)
+	return c.buffer(a[4], txnOp{kind: opBlobStore, oid: oid, serial: serial, data: data, blob: path, shared: true})
 }
 
 // vote takes the commit lock (waiting on its own goroutine, so the
@@ -472,6 +469,9 @@ func (c *conn) runVote(tx *txnBuffer) ([]any, error) {
 			}
 			var oids []stack.Oid
 			oids, err = ut.Undo(ctx, op.undoID)
+			if err != nil {
+				return nil, asMultipleUndoErrors(err)
+			}
 			resolved = append(resolved, oids...)
 		case opBlobStore:
 			bt, ok := stxn.(stack.BlobTxn)
@@ -533,6 +533,28 @@ func (c *conn) runVote(tx *txnBuffer) ([]any, error) {
 	return out, nil
 }
 
+// asMultipleUndoErrors sends an undo failure as Python's FileStorage
+// raises it: MultipleUndoErrors, a subclass of UndoError. The Python client
+// rebuilds only that class (from its "_errs" list of (oid, reason) pairs,
+// FileStorage's order, which its __str__ formats);
+// a plain UndoError reaches the application as ServerException, which
+// ZODB's undo tests and applications catching UndoError do not expect.
+func asMultipleUndoErrors(err error) error {
+	var ue *stack.UndoError
+	if !errors.As(err, &ue) {
+		return err
+	}
+	var oid any
+	if ue.Oid != 0 {
+		oid = ue.Oid.Bytes()
+	}
+	return &zeoproto.RemoteError{Class: zeoproto.ClassMultipleUndoErrors, Payload: zeoproto.Dict{
+		{Key: "_reason", Value: ue.Reason},
+		{Key: "_oid", Value: oid},
+		{Key: "_errs", Value: []any{zeoproto.Tuple{oid, ue.Reason}}},
+	}}
+}
+
 // releaseLock gives the commit lock back and stops the timeout.
 func (c *conn) releaseLock(tx *txnBuffer) {
 	if tx.timeout != nil {
@@ -589,8 +611,8 @@ func (c *conn) tpcFinish(id any, a zeoproto.Args) error {
 	ms.finisher = nil
 	ms.cond.Broadcast()
 	ms.mu.Unlock()
-	c.endTxn(tx)
 	if err != nil {
+		c.endTxn(tx)
 		c.log.WithError(err).Error("tpc_finish failed")
 		return err
 	}
@@ -598,7 +620,13 @@ func (c *conn) tpcFinish(id any, a zeoproto.Args) error {
 	if info, ierr := c.storage().Info(c.ctx); ierr == nil {
 		c.sendAsync("info", infoDict(info))
 	}
+	// The reply is queued before the commit lock is released: once it is
+	// released, another commit's invalidation may be queued to this
+	// client, and the client must see its own tid first. A client that
+	// got a newer invalidation before its tpc_finish reply would store its
+	// own, older data in its cache as current (zeo-protocol.md §4.8.3).
 	c.reply(id, tid)
+	c.endTxn(tx)
 	return nil
 }
 
