@@ -188,16 +188,20 @@ func planNode(s *zconfig.Section, path, storage string) (*plan, zconfig.ErrorLis
 	}
 	seen := map[string]*zconfig.Section{}
 	for i, c := range childSecs {
-		if c.Name == "" {
-			errs = append(errs, &zconfig.Error{Pos: c.Pos, Msg: fmt.Sprintf("storage #%d inside <%s> needs a name (<%s NAME>)", i+1, s.Type, c.Type)})
+		name := c.Name
+		if name == "" {
+			if m.NamedChildren {
+				errs = append(errs, &zconfig.Error{Pos: c.Pos, Msg: fmt.Sprintf("storage #%d inside <%s> needs a name (<%s NAME>)", i+1, s.Type, c.Type)})
+				continue
+			}
+			name = c.Type
+		}
+		if prev, dup := seen[name]; dup {
+			errs = append(errs, &zconfig.Error{Pos: c.Pos, Msg: fmt.Sprintf("duplicate storage name %q inside <%s> (first at %s)", name, s.Type, prev.Pos)})
 			continue
 		}
-		if prev, dup := seen[c.Name]; dup {
-			errs = append(errs, &zconfig.Error{Pos: c.Pos, Msg: fmt.Sprintf("duplicate storage name %q inside <%s> (first at %s)", c.Name, s.Type, prev.Pos)})
-			continue
-		}
-		seen[c.Name] = c
-		cp, cerrs := planNode(c, path+"/"+c.Name, storage)
+		seen[name] = c
+		cp, cerrs := planNode(c, path+"/"+name, storage)
 		errs = append(errs, cerrs...)
 		p.children = append(p.children, cp)
 	}

@@ -28,6 +28,10 @@ type Module struct {
 	// Children reports whether sections of this type contain storage
 	// sections (a RAID does); they are built first and passed in Node.
 	Children bool
+	// NamedChildren requires every child section to have a unique name
+	// (a RAID names its mirrors); otherwise unnamed children are allowed
+	// and shown by their type in paths.
+	NamedChildren bool
 	// Open opens the storage for one section. opts is the decoded options
 	// struct (a pointer of Options' type). Open must not keep ctx.
 	Open func(ctx context.Context, n *Node, opts any) (Storage, error)

@@ -4,6 +4,8 @@
 package all
 
 import (
+	_ "github.com/zeoraid/zeoraid/builtin/blobstorage"    // <blobstorage>
 	_ "github.com/zeoraid/zeoraid/builtin/filestorage"    // <filestorage>
 	_ "github.com/zeoraid/zeoraid/builtin/mappingstorage" // <mappingstorage>
+	_ "github.com/zeoraid/zeoraid/builtin/zeoclient"      // <zeoclient>
 )

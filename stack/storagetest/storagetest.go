@@ -48,6 +48,7 @@ func Run(t *testing.T, h Harness) {
 		{"Restore", testRestore},
 		{"Undo", testUndo},
 		{"Pack", testPack},
+		{"Blobs", testBlobs},
 		{"ReadOnly", testReadOnly},
 		{"Watch", testWatch},
 		{"Concurrency", testConcurrency},
