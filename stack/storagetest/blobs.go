@@ -217,4 +217,3 @@ func testBlobs(t *testing.T, h Harness) {
 		})
 	}
 }
-
