@@ -1,0 +1,172 @@
+package zeoproto
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/zeoraid/zeoraid/interop/pyenv"
+	"github.com/zeoraid/zeoraid/stack"
+)
+
+func TestErrorToPython(t *testing.T) {
+	oid, t1, t2 := stack.Oid(5), stack.Tid(0x03f8a4b982222223), stack.Tid(0x03f8a4b982222222)
+	cases := []struct {
+		err     error
+		class   string
+		payload any
+	}{
+		{&stack.NotFoundError{Oid: oid}, ClassPOSKeyError, Tuple{oid.Bytes()}},
+		{&stack.NotFoundError{Oid: oid, Tid: t1}, ClassPOSKeyError, Tuple{oid.Bytes(), t1.Bytes()}},
+		{&stack.OpError{Node: "main/1", Op: "loadBefore", Err: &stack.NotFoundError{Oid: oid}}, ClassPOSKeyError, Tuple{oid.Bytes()}},
+		{&stack.ConflictError{Oid: oid, Committed: t1, Read: t2}, ClassConflictError,
+			Dict{{"message", "database conflict error"}, {"oid", oid.Bytes()}, {"class_name", nil}, {"serials", Tuple{t1.Bytes(), t2.Bytes()}}}},
+		{stack.Conflicts{{Oid: oid, Committed: t1, Read: t2}}, ClassConflictError,
+			Dict{{"message", "database conflict error"}, {"oid", oid.Bytes()}, {"class_name", nil}, {"serials", Tuple{t1.Bytes(), t2.Bytes()}}}},
+		{&stack.ReadConflictError{Oid: oid, Committed: t1, Read: t2}, ClassReadConflictError,
+			Dict{{"message", "database read conflict error"}, {"oid", oid.Bytes()}, {"class_name", nil}, {"serials", Tuple{t1.Bytes(), t2.Bytes()}}}},
+		{&stack.UndoError{Reason: "non-undoable", Oid: oid}, ClassUndoError, Dict{{"_reason", "non-undoable"}, {"_oid", oid.Bytes()}}},
+		{&stack.UndoError{Reason: "gone"}, ClassUndoError, Dict{{"_reason", "gone"}, {"_oid", nil}}},
+		{fmt.Errorf("main: store: %w", stack.ErrReadOnly), ClassReadOnlyError, Tuple{}},
+		{fmt.Errorf("vote: %w", stack.ErrTxnState), ClassStorageTransactionError, Tuple{"vote: transaction in wrong state"}},
+		{stack.ErrNotSupported, ClassUnsupported, Tuple{"not supported by this storage"}},
+		{&stack.StorageError{Class: "ZODB.FileStorage.FileStorage.FileStorageQuotaError", Msg: "quota"}, "ZODB.FileStorage.FileStorage.FileStorageQuotaError", Tuple{"quota"}},
+		{&stack.StorageError{Msg: "bad pack time"}, ClassStorageError, Tuple{"bad pack time"}},
+		{&RemoteError{Class: "builtins.ValueError", Payload: Tuple{"unknown storage: nope"}}, "builtins.ValueError", Tuple{"unknown storage: nope"}},
+		{&ArgError{Index: 0, Want: "bytes", Got: int64(1)}, "builtins.TypeError", Tuple{"argument 0: want bytes, got int"}},
+		{context.DeadlineExceeded, "builtins.TimeoutError", Tuple{"context deadline exceeded"}},
+		{&os.PathError{Op: "open", Path: "/x", Err: os.ErrNotExist}, "builtins.FileNotFoundError", Tuple{"open /x: file does not exist"}},
+		{errors.New("boom"), "builtins.RuntimeError", Tuple{"boom"}},
+	}
+	for _, c := range cases {
+		class, payload := ErrorToPython(c.err)
+		if class != c.class || !reflect.DeepEqual(payload, c.payload) {
+			t.Errorf("%v:\n got %s %#v\nwant %s %#v", c.err, class, payload, c.class, c.payload)
+		}
+		// Both codecs can carry it.
+		for _, codec := range []Codec{Pickle, Msgpack} {
+			if _, err := codec.Encode(NewErrorReply(int64(1), c.err)); err != nil {
+				t.Errorf("%v: %c: %v", c.err, codec.Protocol(), err)
+			}
+		}
+	}
+}
+
+// Error replies map back to the typed errors, and failures versus logical
+// answers come out right for stack.IsBackendFailure.
+func TestErrorFromPython(t *testing.T) {
+	oid, t1, t2 := stack.Oid(5), stack.Tid(0x03f8a4b982222223), stack.Tid(0x03f8a4b982222222)
+	for _, e := range []error{
+		&stack.NotFoundError{Oid: oid},
+		&stack.NotFoundError{Oid: oid, Tid: t1},
+		&stack.ConflictError{Oid: oid, Committed: t1, Read: t2},
+		&stack.ReadConflictError{Oid: oid, Committed: t1, Read: t2},
+		&stack.UndoError{Reason: "non-undoable", Oid: oid},
+		&stack.StorageError{Class: "ZODB.POSException.StorageError", Msg: "x"},
+	} {
+		back := ErrorFromPython(ErrorToPython(e))
+		if !reflect.DeepEqual(back, e) {
+			t.Errorf("round trip of %#v gave %#v", e, back)
+		}
+	}
+	logical := []struct {
+		class   string
+		payload any
+		is      error
+	}{
+		{ClassReadOnlyError, Tuple{}, stack.ErrReadOnly},
+		{ClassStorageTransactionError, Tuple{nil, int64(3)}, stack.ErrTxnState},
+		{"builtins.AttributeError", Tuple{"'ZEOStorage' object has no attribute 'new_oid'"}, stack.ErrNotSupported},
+		{ClassUnsupported, Tuple{"no"}, stack.ErrNotSupported},
+	}
+	for _, c := range logical {
+		err := ErrorFromPython(c.class, c.payload)
+		if !errors.Is(err, c.is) || stack.IsBackendFailure(err) {
+			t.Errorf("%s: %v (failure %v)", c.class, err, stack.IsBackendFailure(err))
+		}
+	}
+	for _, c := range []struct {
+		class   string
+		payload any
+	}{
+		{"builtins.ValueError", Tuple{"unknown storage: nope"}},
+		{"ZEO.Exceptions.ClientDisconnected", Tuple{}},
+		{ClassPOSKeyError, "not a tuple"}, // wrong shape: not a typed answer
+		{ClassConflictError, Tuple{"x"}},  // ZEO 5 sends a dict
+	} {
+		err := ErrorFromPython(c.class, c.payload)
+		var re *RemoteError
+		if !errors.As(err, &re) || re.Class != c.class || !stack.IsBackendFailure(err) {
+			t.Errorf("%s: %v", c.class, err)
+		}
+	}
+	if err := ErrorFromPython("builtins.ValueError", Tuple{"unknown storage: nope"}); err.Error() != "builtins.ValueError: unknown storage: nope" {
+		t.Errorf("message: %q", err)
+	}
+}
+
+// Every error reply we produce becomes the intended exception in the real
+// Python client (its decoder and exception factories), in both encodings.
+// A payload of the wrong shape would raise inside the client's receive
+// loop and hang the caller.
+func TestErrorRepliesInPythonClient(t *testing.T) {
+	py := pyenv.Python(t)
+	oid, t1, t2 := stack.Oid(5), stack.Tid(0x03f8a4b982222223), stack.Tid(0x03f8a4b982222222)
+	cases := []struct {
+		err  error
+		want string // the Python exception class the client raises
+	}{
+		{&stack.NotFoundError{Oid: oid}, "ZODB.POSException.POSKeyError"},
+		{&stack.NotFoundError{Oid: oid, Tid: t1}, "ZODB.POSException.POSKeyError"},
+		{&stack.ConflictError{Oid: oid, Committed: t1, Read: t2}, "ZODB.POSException.ConflictError"},
+		{stack.Conflicts{{Oid: oid, Committed: t1, Read: t2}}, "ZODB.POSException.ConflictError"},
+		{&stack.ReadConflictError{Oid: oid, Committed: t1, Read: t2}, "ZODB.POSException.ReadConflictError"},
+		{stack.ErrReadOnly, "ZODB.POSException.ReadOnlyError"},
+		{fmt.Errorf("tpc_finish: %w", stack.ErrTxnState), "ZODB.POSException.StorageTransactionError"},
+		{&ArgError{Index: 1, Want: "bytes", Got: nil}, "builtins.TypeError"},
+		{&stack.UndoError{Reason: "no"}, "ZEO.Exceptions.ServerException"},
+		{stack.ErrNotSupported, "ZEO.Exceptions.ServerException"},
+		{&stack.StorageError{Msg: "quota"}, "ZEO.Exceptions.ServerException"},
+		{errors.New("boom"), "ZEO.Exceptions.ServerException"},
+	}
+	cmd := exec.Command(py, filepath.Join("testdata", "clienterr.py"))
+	var in bytes.Buffer
+	for _, codec := range []Codec{Pickle, Msgpack} {
+		for _, c := range cases {
+			p, err := codec.Encode(NewErrorReply(Tuple{oid.Bytes(), t1.Bytes()}, c.err))
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&in, "%c %x\n", codec.Protocol(), p)
+		}
+	}
+	cmd.Stdin = &in
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("clienterr.py: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 2*len(cases) {
+		t.Fatalf("%d answers for %d replies:\n%s", len(lines), 2*len(cases), out)
+	}
+	for i, line := range lines {
+		c := cases[i%len(cases)]
+		if class, _, _ := strings.Cut(line, " "); class != c.want {
+			t.Errorf("%v (%s): Python client got %s, want %s", c.err, []string{"Z", "M"}[i/len(cases)], line, c.want)
+		}
+	}
+	// The details survive: the oid of a POSKeyError, the serials of a conflict.
+	if !strings.Contains(lines[0], `0x05`) {
+		t.Errorf("POSKeyError detail: %s", lines[0])
+	}
+	if !strings.Contains(lines[2], "serial this txn started with 0x03f8a4b982222222") {
+		t.Errorf("ConflictError detail: %s", lines[2])
+	}
+}
