@@ -205,6 +205,11 @@ func planNode(s *zconfig.Section, path, storage string) (*plan, zconfig.ErrorLis
 		errs = append(errs, cerrs...)
 		p.children = append(p.children, cp)
 	}
+	if v, ok := p.options.(OptionsValidator); ok && len(errs) == 0 {
+		if err := v.Validate(len(childSecs)); err != nil {
+			errs = append(errs, &zconfig.Error{Pos: s.Pos, Msg: fmt.Sprintf("<%s %s>: %v", s.Type, s.Name, err)})
+		}
+	}
 	if len(errs) == 0 {
 		p.finger = fingerprint(s.Type, &own, p.children)
 	}

@@ -37,6 +37,14 @@ type Module struct {
 	Open func(ctx context.Context, n *Node, opts any) (Storage, error)
 }
 
+// OptionsValidator is implemented by options structs that check what the
+// decoder cannot: enumerations, ranges, relations between keys or with the
+// number of child sections. Build calls it for every section, in dry runs
+// too, so `zeoraid validate` reports such errors at the section's position.
+type OptionsValidator interface {
+	Validate(children int) error
+}
+
 // Node is what Open gets besides its options: where the node sits in the
 // tree and what it may use.
 type Node struct {

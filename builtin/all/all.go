@@ -7,5 +7,5 @@ import (
 	_ "github.com/zeoraid/zeoraid/builtin/blobstorage"    // <blobstorage>
 	_ "github.com/zeoraid/zeoraid/builtin/filestorage"    // <filestorage>
 	_ "github.com/zeoraid/zeoraid/builtin/mappingstorage" // <mappingstorage>
-	_ "github.com/zeoraid/zeoraid/builtin/zeoclient"      // <zeoclient>
+	_ "github.com/zeoraid/zeoraid/builtin/raidstorage"    // <raidstorage>
 )

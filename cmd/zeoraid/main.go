@@ -27,6 +27,9 @@ func commands() map[string]command {
 		"validate": {"check a zeo.conf without opening anything", runValidate},
 		"types":    {"list every storage section type with its keys", runTypes},
 		"bench":    {"measure a ZEO server, or compare runzeo and zeoraid", runBench},
+		"ctl":      {"manage a RAID storage of a running server (status, details, recover, disable, verify, info)", runCtl},
+		"check":    {"compare the histories of a RAID's children on a running server (raid_verify)", runCheck},
+		"fs":       {"check or dump a Data.fs (fs check PATH..., fs dump PATH)", runFS},
 		"version":  {"print the version", runVersion},
 	}
 }
@@ -56,7 +59,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer, cmds map[string]command) {
 	fmt.Fprintln(w, "usage: zeoraid COMMAND [options]")
 	fmt.Fprintln(w, "commands:")
-	for _, name := range []string{"serve", "validate", "types", "bench", "version"} {
+	for _, name := range []string{"serve", "validate", "types", "bench", "ctl", "check", "fs", "version"} {
 		fmt.Fprintf(w, "  %-9s %s\n", name, cmds[name].summary)
 	}
 }

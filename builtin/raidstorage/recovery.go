@@ -1,0 +1,504 @@
+package raidstorage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/zeoraid/zeoraid/stack"
+)
+
+// Emptier is implemented by child storages that can start over empty, for
+// raid_recover(name, "rebuild") of a diverged child. A remote child (a ZEO
+// server) cannot be emptied over ZEO and does not implement it: the
+// operator replaces it with an empty one.
+type Emptier interface {
+	// Empty drops every transaction; the storage is then as new.
+	Empty(ctx context.Context) error
+}
+
+// Recovery phases shown by raid_details.
+const (
+	PhaseVerify  = "verify"
+	PhaseCopy    = "copy"
+	PhaseCatchUp = "catch-up"
+)
+
+const (
+	// catchUpGap: when no more transactions than this were committed
+	// during one copy pass, the rest is copied under the commit lock.
+	catchUpGap = 5
+	// maxPasses bounds the copy passes before the catch-up takes the lock
+	// anyway: recovery always ends.
+	maxPasses = 20
+	// readAhead is how many source transactions are fetched ahead of the
+	// target's writes.
+	readAhead = 32
+	// maxDelay caps the delay applied to one commit (raid.md §5.4).
+	maxDelay = time.Second
+)
+
+// autoRecoverEvery is how often auto-recover looks for degraded children.
+var autoRecoverEvery = 10 * time.Second
+
+// recovery is the running recovery of one child; guarded by Storage.mu
+// except target and source, which are fixed.
+type recovery struct {
+	target, source *child
+	rebuild        bool
+	ctx            context.Context
+	cancel         context.CancelFunc
+
+	phase    string
+	tid      stack.Tid // last verified or copied
+	started  time.Time
+	startTid stack.Tid // where copying started
+	verified int64
+	copied   int64
+	bytes    int64
+	decile   int
+
+	// rate sampling (raid.md §5.4)
+	sampleAt      time.Time
+	sampleCopied  int64
+	sampleCommits int64
+	sampleLag     float64
+	copyRate      float64 // transactions per second
+	commitRate    float64
+	delay         time.Duration
+}
+
+// Recover starts the recovery of the degraded child name (raid_recover).
+// With rebuild, a child that implements Emptier is emptied first, which
+// also recovers a diverged child. It returns once the recovery started;
+// it runs on until the child is optimal, or degraded again with the
+// reason "recovery failed: …".
+func (r *Storage) Recover(name string, rebuild bool) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return stack.ErrClosed
+	}
+	c, ok := r.byName[name]
+	if !ok {
+		return fmt.Errorf("no child named %q", name)
+	}
+	if c.state != Degraded {
+		return fmt.Errorf("%q is %s, not degraded", name, c.state)
+	}
+	if r.rec != nil {
+		return fmt.Errorf("the recovery of %q is running", r.rec.target.name)
+	}
+	if r.packing > 0 {
+		return errors.New("a pack is running; recover after it")
+	}
+	srcs := r.optimalLocked()
+	if len(srcs) == 0 {
+		return errors.New("no optimal child to copy from")
+	}
+	src := srcs[0]
+	if _, ok := stack.AsIterator(src.st); !ok {
+		return fmt.Errorf("source %q cannot be iterated", src.name)
+	}
+	if _, ok := stack.AsIterator(c.st); !ok {
+		return fmt.Errorf("%q cannot be iterated", name)
+	}
+	if _, ok := c.st.(Emptier); rebuild && !ok {
+		return fmt.Errorf("%q cannot be emptied for a rebuild: replace it with an empty storage and recover", name)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	rec := &recovery{target: c, source: src, rebuild: rebuild, ctx: ctx, cancel: cancel,
+		phase: PhaseVerify, started: time.Now(), sampleAt: time.Now(), sampleCommits: r.commits}
+	c.state, c.reason = Recovering, ""
+	r.rec = rec
+	r.bg.Add(1)
+	go r.runRecovery(rec)
+	return nil
+}
+
+func (r *Storage) runRecovery(rec *recovery) {
+	defer r.bg.Done()
+	defer rec.cancel()
+	log := r.log.WithFields(logrus.Fields{"child": rec.target.name, "source": rec.source.name})
+	log.WithField("rebuild", rec.rebuild).Info("recovery started")
+	err := r.recoverChild(rec, log)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.rec == rec {
+		r.rec = nil
+	}
+	if err == nil {
+		return
+	}
+	if rec.target.state == Recovering {
+		rec.target.state, rec.target.reason = Degraded, "recovery failed: "+err.Error()
+	}
+	log.WithError(err).WithField("reason", rec.target.reason).Error("recovery ended without success")
+}
+
+// recoverChild verifies, copies and switches (raid.md §5).
+func (r *Storage) recoverChild(rec *recovery, log logrus.FieldLogger) error {
+	ctx := rec.ctx
+	if rec.rebuild {
+		cctx, cancel := r.callCtx(ctx)
+		err := rec.target.st.(Emptier).Empty(cctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("empty: %w", err)
+		}
+		r.mu.Lock()
+		rec.target.checkpoint = 0
+		r.mu.Unlock()
+	}
+	common, err := r.verifyPrefix(ctx, rec)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	rec.phase, rec.tid, rec.startTid = PhaseCopy, common, common
+	r.mu.Unlock()
+	log.WithField("tid", common.Hex()).Info("recovery: histories agree up to here; copying the rest")
+	for pass := 1; ; pass++ {
+		before := r.commitCount()
+		if err := r.copyFrom(ctx, rec, log); err != nil {
+			return err
+		}
+		if r.commitCount()-before <= catchUpGap || pass >= maxPasses {
+			break
+		}
+	}
+	// Catch up and switch under the commit lock (§5.3).
+	if err := r.lock(ctx); err != nil {
+		return err
+	}
+	defer r.unlock()
+	r.mu.Lock()
+	rec.phase = PhaseCatchUp
+	rec.delay = 0
+	r.mu.Unlock()
+	if err := r.copyFrom(ctx, rec, log); err != nil {
+		return err
+	}
+	cctx, cancel := r.callCtx(ctx)
+	defer cancel()
+	last, err := rec.target.st.LastTransaction(cctx)
+	if err != nil {
+		return fmt.Errorf("lastTransaction: %w", err)
+	}
+	oids, err := rec.target.st.NewOIDs(cctx, 1)
+	if err != nil {
+		return fmt.Errorf("new_oids: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if last != r.last {
+		return fmt.Errorf("last transaction %s after the copy, the RAID's is %s", last, r.last)
+	}
+	if rec.target.state != Recovering {
+		return fmt.Errorf("%q left recovering (%s)", rec.target.name, rec.target.reason)
+	}
+	if len(oids) == 1 && oids[0] >= r.nextOid {
+		r.nextOid = oids[0] + 1
+	}
+	c := rec.target
+	c.state, c.reason, c.checkpoint, c.last, c.commitsAtDegrade = Optimal, "", 0, last, -1
+	r.rec = nil
+	log.WithFields(logrus.Fields{"copied": rec.copied, "bytes": rec.bytes, "seconds": time.Since(rec.started).Seconds(),
+		"status": r.statusLocked()}).Info("recovery finished: child optimal")
+	return nil
+}
+
+func (r *Storage) commitCount() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.commits
+}
+
+// errRestart: the checkpoint is not in the target's history; compare
+// from the start.
+var errRestart = errors.New("checkpoint not found")
+
+// verifyPrefix finds where copying starts (raid.md §5.1): the target's
+// history must be a prefix of the source's. It compares from the target's
+// checkpoint when it still has it, else from the start, and returns the
+// last common tid.
+func (r *Storage) verifyPrefix(ctx context.Context, rec *recovery) (stack.Tid, error) {
+	r.mu.Lock()
+	from := rec.target.checkpoint
+	r.mu.Unlock()
+	common, err := r.walk(ctx, rec, from)
+	if errors.Is(err, errRestart) {
+		common, err = r.walk(ctx, rec, 0)
+	}
+	return common, err
+}
+
+func (r *Storage) walk(ctx context.Context, rec *recovery, from stack.Tid) (stack.Tid, error) {
+	tIt, _ := stack.AsIterator(rec.target.st)
+	sIt, _ := stack.AsIterator(rec.source.st)
+	tt, err := tIt.Iterate(ctx, from, 0)
+	if err != nil {
+		return 0, fmt.Errorf("iterate the target: %w", err)
+	}
+	defer tt.Close()
+	st, err := sIt.Iterate(ctx, from, 0)
+	if err != nil {
+		return 0, r.sourceErr(ctx, rec, err)
+	}
+	defer st.Close()
+	var common stack.Tid
+	for first := true; ; first = false {
+		cctx, cancel := r.callCtx(ctx)
+		tr, ok, err := tt.Next(cctx)
+		cancel()
+		if err != nil {
+			return 0, fmt.Errorf("iterate the target: %w", err)
+		}
+		if from != 0 && first && (!ok || tr.Tid != from) {
+			return 0, errRestart
+		}
+		if !ok {
+			return common, nil
+		}
+		cctx, cancel = r.callCtx(ctx)
+		sr, ok, err := st.Next(cctx)
+		cancel()
+		if err != nil {
+			return 0, r.sourceErr(ctx, rec, err)
+		}
+		if !ok {
+			return 0, fmt.Errorf("diverged at %s", tr.Tid)
+		}
+		if compareTxn(sr, tr) != "" {
+			return 0, fmt.Errorf("diverged at %s", min(sr.Tid, tr.Tid))
+		}
+		common = tr.Tid
+		r.mu.Lock()
+		rec.tid = common
+		rec.verified++
+		r.mu.Unlock()
+	}
+}
+
+// sourceErr degrades the source for a failure and names it in the
+// recovery's error.
+func (r *Storage) sourceErr(ctx context.Context, rec *recovery, err error) error {
+	r.failed(ctx, rec.source, "iterator", err)
+	return fmt.Errorf("source %q: %w", rec.source.name, err)
+}
+
+// fetched is one source transaction read ahead.
+type fetched struct {
+	rec stack.TxnRecord
+	err error
+}
+
+// copyFrom copies every source transaction after rec.tid to the target,
+// reading ahead on its own goroutine.
+func (r *Storage) copyFrom(ctx context.Context, rec *recovery, log logrus.FieldLogger) error {
+	r.mu.Lock()
+	start := rec.tid + 1
+	srcState := rec.source.state
+	r.mu.Unlock()
+	if srcState != Optimal {
+		return fmt.Errorf("source %q is %s", rec.source.name, srcState)
+	}
+	it, _ := stack.AsIterator(rec.source.st)
+	ti, err := it.Iterate(ctx, start, 0)
+	if err != nil {
+		return r.sourceErr(ctx, rec, err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	ch := make(chan fetched, readAhead)
+	go func() {
+		defer close(ch)
+		defer ti.Close()
+		for {
+			cctx, done := r.callCtx(rctx)
+			tr, ok, err := ti.Next(cctx)
+			done()
+			if err == nil && !ok {
+				return
+			}
+			select {
+			case ch <- fetched{tr, err}:
+			case <-rctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	defer func() {
+		cancel()
+		for range ch {
+		}
+	}()
+	for f := range ch {
+		if f.err != nil {
+			return r.sourceErr(ctx, rec, f.err)
+		}
+		if err := r.copyTxn(ctx, rec, f.rec, log); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+// copyTxn writes one transaction to the target through the restore path,
+// with its original tid, status and metadata, data records with their
+// backpointers, and blobs.
+func (r *Storage) copyTxn(ctx context.Context, rec *recovery, tr stack.TxnRecord, log logrus.FieldLogger) error {
+	target := rec.target
+	r.mu.Lock()
+	if target.state != Recovering {
+		r.mu.Unlock()
+		return fmt.Errorf("%q left recovering (%s)", target.name, target.reason)
+	}
+	target.expect[tr.Tid] = true
+	r.mu.Unlock()
+	var txn stack.Txn
+	fail := func(op string, err error) error {
+		if txn != nil {
+			actx, cancel := r.callCtx(context.WithoutCancel(ctx))
+			_ = txn.Abort(actx)
+			cancel()
+		}
+		r.forget(target, tr.Tid)
+		return fmt.Errorf("%s %s: %w", op, tr.Tid, err)
+	}
+	call := func(f func(ctx context.Context) error) error {
+		cctx, cancel := r.callCtx(ctx)
+		defer cancel()
+		return f(cctx)
+	}
+	meta := tr.TxnMeta
+	if err := call(func(ctx context.Context) (err error) { txn, err = target.st.Begin(ctx, meta); return err }); err != nil {
+		return fail("tpc_begin", err)
+	}
+	rt, ok := txn.(stack.RestoreTxn)
+	if !ok {
+		return fail("restore", stack.ErrNotSupported)
+	}
+	srcBlobs, blobs := stack.AsBlobber(rec.source.st)
+	var size int64
+	for _, d := range tr.Records {
+		size += int64(len(d.Data))
+		blob := ""
+		if blobs && d.Data != nil {
+			err := call(func(ctx context.Context) (err error) { blob, err = srcBlobs.LoadBlob(ctx, d.Oid, tr.Tid); return err })
+			var nf *stack.NotFoundError
+			if errors.As(err, &nf) {
+				blob = ""
+			} else if err != nil {
+				return fail("loadBlob", r.sourceErr(ctx, rec, err))
+			}
+		}
+		var err error
+		if blob != "" {
+			staged, serr := stageBlob(blob, target.st)
+			if serr != nil {
+				return fail("restoreBlob", serr)
+			}
+			err = call(func(ctx context.Context) error {
+				return txn.(stack.BlobTxn).RestoreBlob(ctx, d.Oid, d.Data, staged, d.DataTxn)
+			})
+		} else {
+			err = call(func(ctx context.Context) error { return rt.Restore(ctx, d.Oid, d.Data, d.DataTxn) })
+		}
+		if err != nil {
+			return fail("restore", err)
+		}
+	}
+	if err := call(func(ctx context.Context) error { _, err := txn.Vote(ctx); return err }); err != nil {
+		return fail("tpc_vote", err)
+	}
+	var tid stack.Tid
+	if err := call(func(ctx context.Context) (err error) { tid, err = txn.Finish(ctx); return err }); err != nil {
+		txn = nil
+		return fail("tpc_finish", err)
+	}
+	if tid != tr.Tid {
+		return fmt.Errorf("restored %s as %s", tr.Tid, tid)
+	}
+	r.progress(rec, tr.Tid, size, log)
+	return nil
+}
+
+// progress records one copied transaction, logs every tenth of the way
+// and re-estimates the commit delay (raid.md §5.4, §5.5).
+func (r *Storage) progress(rec *recovery, tid stack.Tid, size int64, log logrus.FieldLogger) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rec.tid = tid
+	rec.copied++
+	rec.bytes += size
+	rec.target.last = tid
+	if d := int(rec.fraction(r.last) * 10); d > rec.decile && d < 10 {
+		rec.decile = d
+		log.WithFields(logrus.Fields{"percent": d * 10, "copied": rec.copied, "bytes": rec.bytes, "tid": tid.Hex()}).Info("recovery progress")
+	}
+	now := time.Now()
+	dt := now.Sub(rec.sampleAt).Seconds()
+	if dt < 0.5 {
+		return
+	}
+	rec.copyRate = float64(rec.copied-rec.sampleCopied) / dt
+	rec.commitRate = float64(r.commits-rec.sampleCommits) / dt
+	lag := r.last.Seconds() - tid.Seconds()
+	shrinking := lag < rec.sampleLag
+	switch {
+	case rec.phase == PhaseCopy && !shrinking && rec.copyRate < r.opts.RecoveryRate*rec.commitRate:
+		// Commit at most copyRate/recoveryRate times a second.
+		d := maxDelay
+		if rec.copyRate > 0 {
+			d = min(maxDelay, time.Duration(r.opts.RecoveryRate/rec.copyRate*float64(time.Second)))
+		}
+		rec.delay = max(d, rec.delay)
+	case shrinking:
+		rec.delay /= 2
+	}
+	rec.sampleAt, rec.sampleCopied, rec.sampleCommits, rec.sampleLag = now, rec.copied, r.commits, lag
+}
+
+// fraction estimates how far the recovery is, 0..1, from the tids: where
+// it started, where it is and the RAID's last tid.
+func (rec *recovery) fraction(last stack.Tid) float64 {
+	if rec.phase == PhaseVerify || last <= rec.startTid {
+		return 0
+	}
+	f := float64(rec.tid-rec.startTid) / float64(last-rec.startTid)
+	return min(max(f, 0), 1)
+}
+
+// autoRecover starts the recovery of a degraded child (not one disabled
+// by the controller) whenever none runs.
+func (r *Storage) autoRecover() {
+	defer r.bg.Done()
+	tick := time.NewTicker(autoRecoverEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-tick.C:
+		}
+		r.mu.Lock()
+		var names []string
+		for _, c := range r.children {
+			if c.state == Degraded && c.reason != ReasonDisabled {
+				names = append(names, c.name)
+			}
+		}
+		r.mu.Unlock()
+		for _, name := range names {
+			if err := r.Recover(name, false); err == nil {
+				break
+			}
+		}
+	}
+}
