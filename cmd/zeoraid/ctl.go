@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/schollz/progressbar/v3"
+
 	"github.com/zeoraid/zeoraid/stack/zeoproto"
 )
 
@@ -266,7 +268,13 @@ var pollEvery = 250 * time.Millisecond
 // waitRecovery shows the recovery of name as a progress bar on stderr
 // until the child is optimal (exit 0) or degraded again (exit 2).
 func waitRecovery(rc *raidConn, name string, stdout, stderr io.Writer) (int, error) {
-	bar := &progressBar{w: stderr, width: 30}
+	bar := progressbar.NewOptions(100,
+		progressbar.OptionSetWriter(stderr),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionSetDescription("recovering '"+name+"'"),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionOnCompletion(func() { fmt.Fprintln(stderr) }),
+	)
 	for {
 		r, err := rc.call("raid_info")
 		if err != nil {
@@ -280,17 +288,20 @@ func waitRecovery(rc *raidConn, name string, stdout, stderr io.Writer) (int, err
 		}
 		switch ch["state"] {
 		case "optimal":
-			bar.finish(100, "done")
+			bar.Describe("done")
+			_ = bar.Finish()
 			fmt.Fprintf(stdout, "'%s' is optimal\n", name)
 			return statusExit(fmt.Sprint(m["status"])), nil
 		case "degraded":
-			bar.finish(-1, "")
+			_ = bar.Exit()
+			fmt.Fprintln(stderr)
 			fmt.Fprintf(stdout, "'%s' is degraded: %s\n", name, ch["reason"])
 			return exitCritical, nil
 		}
 		if rec, ok := ch["recovery"].(map[string]any); ok {
 			pct, _ := rec["percent"].(float64)
-			bar.show(pct, describeRecovery(rec))
+			bar.Describe(describeRecovery(rec))
+			_ = bar.Set(int(min(max(pct, 0), 99)))
 		}
 		time.Sleep(pollEvery)
 	}
@@ -319,34 +330,6 @@ func byteSize(v any) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
-}
-
-// progressBar redraws one line: [=====>    ]  42% text.
-type progressBar struct {
-	w     io.Writer
-	width int
-	drawn bool
-}
-
-func (b *progressBar) show(pct float64, text string) {
-	pct = min(max(pct, 0), 100)
-	done := int(pct / 100 * float64(b.width))
-	bar := strings.Repeat("=", done)
-	if done < b.width {
-		bar += ">" + strings.Repeat(" ", b.width-done-1)
-	}
-	fmt.Fprintf(b.w, "\r[%s] %3.0f%% %s\x1b[K", bar, pct, text)
-	b.drawn = true
-}
-
-// finish draws the bar at pct (pct < 0: leave it) and ends the line.
-func (b *progressBar) finish(pct float64, text string) {
-	if pct >= 0 {
-		b.show(pct, text)
-	}
-	if b.drawn {
-		fmt.Fprintln(b.w)
-	}
 }
 
 func printDetails(w io.Writer, d any) {
