@@ -8,4 +8,5 @@ import (
 	_ "github.com/zeoraid/zeoraid/builtin/filestorage"    // <filestorage>
 	_ "github.com/zeoraid/zeoraid/builtin/mappingstorage" // <mappingstorage>
 	_ "github.com/zeoraid/zeoraid/builtin/raidstorage"    // <raidstorage>
+	_ "github.com/zeoraid/zeoraid/builtin/zeoclient"      // <zeoclient>
 )
