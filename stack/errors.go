@@ -30,9 +30,15 @@ var (
 type NotFoundError struct {
 	Oid Oid
 	Tid Tid // the serial asked for, or 0
+	// Msg, when set, is the message a remote server gave instead of an
+	// oid (Python's sendBlob raises POSKeyError("No blob file …")).
+	Msg string
 }
 
 func (e *NotFoundError) Error() string {
+	if e.Msg != "" {
+		return e.Msg
+	}
 	if e.Tid != 0 {
 		return fmt.Sprintf("no revision %s of object %s", e.Tid, e.Oid)
 	}

@@ -184,9 +184,10 @@ func (s *Storage) LoadBlob(ctx context.Context, oid stack.Oid, serial stack.Tid)
 		return p, nil
 	}
 	if _, err := ss.c.Call(ctx, "sendBlob", oid, serial); err != nil {
-		// Python's POSKeyError here carries a message, not (oid, serial).
-		var re *zeoproto.RemoteError
-		if errors.As(err, &re) && re.Class == zeoproto.ClassPOSKeyError {
+		// Python's POSKeyError here carries a message, not (oid, serial):
+		// name what was asked for.
+		var nf *stack.NotFoundError
+		if errors.As(err, &nf) && nf.Msg != "" {
 			err = &stack.NotFoundError{Oid: oid, Tid: serial}
 		}
 		return fail(err)

@@ -109,6 +109,9 @@ func ErrorToPython(err error) (class string, payload any) {
 	case errors.As(err, &re):
 		return re.Class, re.Payload
 	case errors.As(err, &nf):
+		if nf.Msg != "" {
+			return ClassPOSKeyError, Tuple{nf.Msg}
+		}
 		if nf.Tid != 0 {
 			return ClassPOSKeyError, Tuple{nf.Oid.Bytes(), nf.Tid.Bytes()}
 		}
@@ -175,7 +178,26 @@ func ErrorFromPython(class string, payload any) error {
 	text := describePayload(payload)
 	switch class {
 	case ClassPOSKeyError:
-		if !isSeq || len(args) < 1 || len(args) > 2 {
+		if !isSeq || len(args) < 1 {
+			return remote
+		}
+		if msg, ok := args[0].(string); ok {
+			// A message first (Python's sendBlob: "No blob file at …",
+			// oid, serial): still a logical "not found", never a failure.
+			nf := &stack.NotFoundError{Msg: msg}
+			if len(args) > 1 {
+				if b, ok := args[1].([]byte); ok && len(b) == 8 {
+					nf.Oid, _ = stack.OidFromBytes(b)
+				}
+			}
+			if len(args) > 2 {
+				if b, ok := args[2].([]byte); ok && len(b) == 8 {
+					nf.Tid, _ = stack.TidFromBytes(b)
+				}
+			}
+			return nf
+		}
+		if len(args) > 2 {
 			return remote
 		}
 		var nf stack.NotFoundError

@@ -170,3 +170,17 @@ func TestErrorRepliesInPythonClient(t *testing.T) {
 		t.Errorf("ConflictError detail: %s", lines[2])
 	}
 }
+
+// Python's sendBlob raises POSKeyError with a message instead of an oid;
+// it is still a logical "not found", and survives the round trip.
+func TestPOSKeyErrorWithMessage(t *testing.T) {
+	err := ErrorFromPython(ClassPOSKeyError, Tuple{"No blob file at /x"})
+	var nf *stack.NotFoundError
+	if !errors.As(err, &nf) || nf.Msg != "No blob file at /x" || stack.IsBackendFailure(err) {
+		t.Fatalf("ErrorFromPython = %#v", err)
+	}
+	class, payload := ErrorToPython(err)
+	if class != ClassPOSKeyError || len(payload.(Tuple)) != 1 || payload.(Tuple)[0] != "No blob file at /x" {
+		t.Fatalf("ErrorToPython = %s %v", class, payload)
+	}
+}
