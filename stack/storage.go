@@ -57,6 +57,12 @@ type Info struct {
 type Event struct {
 	Tid  Tid
 	Oids []Oid
+	// Reset says that anything may have changed up to Tid and nobody can
+	// tell what (a zeoclient whose server could not say what it missed
+	// while disconnected; a history rewritten by recovery): watchers drop
+	// every cache. The server closes its clients' connections so they
+	// reconnect and verify (zeo-protocol.md §4.8.4).
+	Reset bool
 }
 
 // Storage is the contract every node of the tree implements: ZODB's IStorage

@@ -452,6 +452,7 @@ func (s *Storage) catchUp(ctx context.Context, ss *session, server stack.Tid) er
 	if ev != nil {
 		if ev.Oids == nil && seen {
 			s.dropCaches(ev.Tid)
+			ev.Reset = true
 		}
 		if s.cache != nil && ev.Oids != nil {
 			s.cache.invalidate(ev.Tid, ev.Oids, false)
@@ -528,14 +529,12 @@ func iterateOids(ctx context.Context, c *zeoproto.Client, start, stop stack.Tid)
 }
 
 // dropCaches handles a reconnection after which nobody can tell what
-// changed: the load cache is emptied, and since stack.Event cannot say
-// "drop everything", watchers get an event without oids and the loss is
-// logged (see the package report: an Event flag is proposed).
+// changed: the load cache is emptied, and watchers get a Reset event.
 func (s *Storage) dropCaches(tid stack.Tid) {
 	if s.cache != nil {
 		s.cache.clear()
 	}
-	s.log.WithField("tid", tid.String()).Error("cannot tell which objects changed while disconnected (server's invalidation queue too short and no iteration); dropped the load cache, watchers' caches may be stale")
+	s.log.WithField("tid", tid.String()).Warn("cannot tell which objects changed while disconnected (server's invalidation queue too short and no iteration); dropped the load cache and told watchers to drop theirs")
 }
 
 // handle receives the server's asynchronous messages on the connection's

@@ -121,13 +121,23 @@ func (c *conn) getInvalidations(id any, a zeoproto.Args) error {
 		c.reply(id, zeoproto.Tuple{latest, oids})
 		return nil
 	}
-	age := c.srv.opts.InvalidationAge
+	// The queue cannot answer. Python fills it at start-up from the
+	// storage's last invalidation-queue-size transactions; iterating
+	// forward from tid with that limit gives the same answers. With
+	// invalidation-age, a young enough tid is answered however far back.
 	it, canIterate := stack.AsIterator(c.storage())
-	if age <= 0 || !canIterate || time.Since(tid.Time()).Seconds() >= age {
+	if !canIterate {
 		c.reply(id, nil)
 		return nil
 	}
-	latest, oids, err := invalidationsByIteration(c.ctx, it, tid, c.ms.last())
+	limit := c.srv.opts.InvalidationQueueSize
+	if age := c.srv.opts.InvalidationAge; age > 0 && time.Since(tid.Time()).Seconds() < age {
+		limit = 0
+	} else if !c.ms.queueStartsAtStartup() {
+		c.reply(id, nil)
+		return nil
+	}
+	latest, oids, err := invalidationsByIteration(c.ctx, it, tid, c.ms.last(), limit)
 	if err != nil {
 		return err
 	}
@@ -141,8 +151,9 @@ func (c *conn) getInvalidations(id any, a zeoproto.Args) error {
 
 // invalidationsByIteration collects the oids of transactions after tid up
 // to upto (the clients' view, so the answer matches the invalidations the
-// connection has been or will be sent).
-func invalidationsByIteration(ctx context.Context, it stack.Iterator, tid, upto stack.Tid) (stack.Tid, []stack.Oid, error) {
+// connection has been or will be sent). With limit > 0, more than limit
+// transactions make the answer "none" (latest 0).
+func invalidationsByIteration(ctx context.Context, it stack.Iterator, tid, upto stack.Tid, limit int) (stack.Tid, []stack.Oid, error) {
 	ti, err := it.Iterate(ctx, tid+1, upto)
 	if err != nil {
 		return 0, nil, err
@@ -151,6 +162,7 @@ func invalidationsByIteration(ctx context.Context, it stack.Iterator, tid, upto 
 	var latest stack.Tid
 	seen := map[stack.Oid]bool{}
 	var oids []stack.Oid
+	count := 0
 	for {
 		rec, ok, err := ti.Next(ctx)
 		if err != nil {
@@ -158,6 +170,9 @@ func invalidationsByIteration(ctx context.Context, it stack.Iterator, tid, upto 
 		}
 		if !ok {
 			return latest, oids, nil
+		}
+		if count++; limit > 0 && count > limit {
+			return 0, nil, nil
 		}
 		latest = rec.Tid
 		for _, r := range rec.Records {
@@ -351,12 +366,18 @@ func (c *conn) history(id any, a zeoproto.Args) error {
 	if err := a.Need(1, 2); err != nil {
 		return err
 	}
+	// As Python's storages answer: no object has the oid None
+	// (POSKeyError, which clients do not log), and an explicit size of
+	// None is a TypeError; only a missing size means 1.
+	if a[0] == nil {
+		return &stack.NotFoundError{}
+	}
 	oid, err := a.Oid(0)
 	if err != nil {
 		return err
 	}
 	size := int64(1)
-	if !a.IsNone(1) {
+	if len(a) > 1 {
 		if size, err = a.Int(1); err != nil {
 			return err
 		}

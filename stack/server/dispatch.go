@@ -96,6 +96,18 @@ func (c *conn) dispatch(m zeoproto.Message) error {
 	}
 	h, ok := syncMethods[m.Name]
 	if !ok {
+		if ah, isAsync := asyncMethods[m.Name]; isAsync {
+			// Python servers dispatch by name alone: a method clients
+			// send without waiting may also be called and answered
+			// (ZEO's IterationTests call iterator_gc so). The reply is
+			// None or the error.
+			if err := ah(c, args); err != nil {
+				c.replyErr(m.ID, err)
+			} else {
+				c.reply(m.ID, nil)
+			}
+			return nil
+		}
 		ext := c.extension(m.Name)
 		if ext == nil {
 			return fmt.Errorf("unknown method %q", m.Name)

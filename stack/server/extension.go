@@ -45,8 +45,43 @@ func (s *Server) extensionBytes(v any) ([]byte, error) {
 			m[k] = fromWire(it.Value)
 		}
 		return stack.EncodeExtension(m)
+	case *zeoproto.Object:
+		// A dict subclass pickles as dict(pairs) through __reduce__
+		// (ZODB's IteratorStorage test does this); Python servers call
+		// dict, so take the pairs.
+		if d, ok := dictCall(x); ok {
+			return s.extensionBytes(d)
+		}
 	}
 	return nil, &zeoproto.ArgError{Index: 3, Want: "a dict or bytes", Got: v}
+}
+
+// dictCall turns the pickled call dict(), dict(mapping) or dict(pairs)
+// into a Dict.
+func dictCall(o *zeoproto.Object) (zeoproto.Dict, bool) {
+	if o.NewObj || o.State != nil || o.Callable.Name != "dict" ||
+		(o.Callable.Module != "builtins" && o.Callable.Module != "__builtin__") || len(o.Args) > 1 {
+		return nil, false
+	}
+	if len(o.Args) == 0 {
+		return zeoproto.Dict{}, true
+	}
+	if d, ok := o.Args[0].(zeoproto.Dict); ok {
+		return d, true
+	}
+	pairs, ok := zeoproto.Seq(o.Args[0])
+	if !ok {
+		return nil, false
+	}
+	d := make(zeoproto.Dict, 0, len(pairs))
+	for _, p := range pairs {
+		kv, ok := zeoproto.Seq(p)
+		if !ok || len(kv) != 2 {
+			return nil, false
+		}
+		d = append(d, zeoproto.DictItem{Key: kv[0], Value: kv[1]})
+	}
+	return d, true
 }
 
 // toWire converts a decoded extension value to zeoproto's value model.

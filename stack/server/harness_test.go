@@ -25,10 +25,23 @@ type testServer struct {
 
 func startServer(t *testing.T, opts server.Options) *testServer {
 	t.Helper()
+	return startServerWith(t, nil, opts)
+}
+
+// startServerOn serves st (instead of a fresh mappingstorage).
+func startServerOn(t *testing.T, st stack.Storage) *testServer {
+	t.Helper()
+	return startServerWith(t, st, server.Options{})
+}
+
+func startServerWith(t *testing.T, st stack.Storage, opts server.Options) *testServer {
+	t.Helper()
 	log, hook := test.NewNullLogger()
 	log.SetLevel(logrus.DebugLevel)
 	opts.Log = log
-	st := mappingstorage.New("test", log)
+	if st == nil {
+		st = mappingstorage.New("test", log)
+	}
 	srv := server.New([]*stack.Mount{stack.NewMount("1", st)}, opts)
 	l, err := server.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -116,6 +116,25 @@ func (ms *mountState) watch() {
 			continue
 		}
 		ms.lastTid = ev.Tid
+		if ev.Reset {
+			// Nobody knows what changed: clients must drop their caches,
+			// and the only way to tell a ZEO 5 client so is to close its
+			// connection; it reconnects and verifies against a queue that
+			// starts here (§4.8.4).
+			ms.queue = []invalEntry{{tid: ev.Tid}}
+			conns := make([]*conn, 0, len(ms.conns))
+			for c := range ms.conns {
+				conns = append(conns, c)
+			}
+			ms.cond.Broadcast()
+			ms.mu.Unlock()
+			ms.vis.Unlock()
+			ms.log.WithField("tid", ev.Tid.String()).Warn("storage history reset: disconnecting its clients so they drop their caches")
+			for _, c := range conns {
+				go c.close("storage reset: caches must be dropped")
+			}
+			continue
+		}
 		ms.pushQueue(invalEntry{tid: ev.Tid, oids: dedupOids(ev.Oids)})
 		targets := make([]*conn, 0, len(ms.conns))
 		for c := range ms.conns {
@@ -201,6 +220,15 @@ func (ms *mountState) invalidations(tid stack.Tid) (latest stack.Tid, oids []sta
 		}
 	}
 	return ms.queue[0].tid, oids, true
+}
+
+// queueStartsAtStartup reports whether the queue still reaches back to the
+// server's start (its oldest entry is the start marker), so that it misses
+// older transactions only because the server has not seen them.
+func (ms *mountState) queueStartsAtStartup() bool {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	return len(ms.queue) > 0 && ms.queue[len(ms.queue)-1].oids == nil
 }
 
 func (ms *mountState) last() stack.Tid {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus/hooks/test"
+	"github.com/zeoraid/zeoraid/builtin/mappingstorage"
 	"github.com/zeoraid/zeoraid/stack"
 	"github.com/zeoraid/zeoraid/stack/server"
 	"github.com/zeoraid/zeoraid/stack/zeoproto"
@@ -400,5 +402,46 @@ func TestNoStaleLoadAfterInvalidation(t *testing.T) {
 				t.Fatalf("load reply says %s is current after invalidation %s", got, invalidated)
 			}
 		}
+	}
+}
+
+// After a restart the queue is empty; getInvalidations still answers for a
+// client that is at most invalidation-queue-size transactions behind, by
+// iterating the storage, as Python's start-up queue does.
+func TestGetInvalidationsAfterRestart(t *testing.T) {
+	log, _ := test.NewNullLogger()
+	st := mappingstorage.New("m", log)
+	var tids []stack.Tid
+	for i := 0; i < 5; i++ {
+		tx, err := st.Begin(ctx10(t), stack.TxnMeta{})
+		must(t, err)
+		must(t, tx.Store(ctx10(t), stack.Oid(i), 0, []byte{byte(i + 1)}))
+		_, err = tx.Vote(ctx10(t))
+		must(t, err)
+		tid, err := tx.Finish(ctx10(t))
+		must(t, err)
+		tids = append(tids, tid)
+	}
+	srv := server.New([]*stack.Mount{stack.NewMount("1", st)}, server.Options{InvalidationQueueSize: 3, Log: log})
+	l, err := server.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	go srv.Serve(l)
+	defer srv.Shutdown(context.Background())
+	c, err := zeoproto.Dial(ctx10(t), "tcp", l.Addr().String(), zeoproto.ClientOptions{})
+	must(t, err)
+	defer c.Close()
+	_, err = c.Register(ctx10(t), "1", true)
+	must(t, err)
+	r, err := c.Call(ctx10(t), "getInvalidations", tids[2])
+	must(t, err)
+	s, _ := zeoproto.Seq(r)
+	if len(s) != 2 || string(s[0].([]byte)) != string(tids[4].Bytes()) {
+		t.Fatalf("getInvalidations(2 behind) = %v", r)
+	}
+	if oids, _ := zeoproto.Seq(s[1]); len(oids) != 2 {
+		t.Fatalf("oids = %v, want both objects", s[1])
+	}
+	if r, err := c.Call(ctx10(t), "getInvalidations", tids[0]); err != nil || r != nil {
+		t.Fatalf("getInvalidations(4 behind, queue size 3) = %v, %v; want None", r, err)
 	}
 }

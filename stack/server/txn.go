@@ -19,16 +19,19 @@ import (
 // tpc_finish/tpc_abort. Nothing reaches the storage before the vote: the
 // operations are buffered and replayed under the commit lock (§4.6).
 type txnBuffer struct {
-	id       any // the client's opaque transaction id
-	meta     stack.TxnMeta
-	ops      []txnOp
-	blobOps  []txnOp
-	upload   *os.File // the blob upload in progress, if any
-	stxn     stack.Txn
-	locked   bool // holds the mount's commit lock
-	voting   bool // a vote is waiting for or holding the lock
-	timeout  *time.Timer
-	tempDirs []string
+	id      any // the client's opaque transaction id
+	meta    stack.TxnMeta
+	ops     []txnOp
+	blobOps []txnOp
+	upload  *os.File // the blob upload in progress, if any
+	stxn    stack.Txn
+	locked  bool // holds the mount's commit lock
+	voting  bool // a vote is waiting for or holding the lock
+	// resolving: the last vote returned conflicts for the client to
+	// resolve; the lock is kept for the resolved stores and the next vote.
+	resolving bool
+	timeout   *time.Timer
+	tempDirs  []string
 }
 
 type opKind int
@@ -135,7 +138,7 @@ func (c *conn) buffer(id any, op txnOp) error {
 		}
 		return err
 	}
-	if c.tx.voting || c.tx.locked {
+	if c.tx.voting || (c.tx.locked && !c.tx.resolving) {
 		return fmt.Errorf("%w: operation after vote", stack.ErrTxnState)
 	}
 	if op.kind == opBlobStore || op.kind == opBlobRestore {
@@ -387,6 +390,17 @@ func (c *conn) vote(id any, a zeoproto.Args) error {
 		return fmt.Errorf("%w: already voting (waiting)", stack.ErrTxnState)
 	}
 	tx.voting = true
+	if tx.resolving {
+		// The re-vote after conflict resolution: the lock is still held.
+		tx.resolving = false
+		go func() {
+			c.txMu.Lock()
+			defer c.txMu.Unlock()
+			c.finishVote(id, tx)
+		}()
+		c.txMu.Unlock()
+		return nil
+	}
 	c.txMu.Unlock()
 
 	go func() {
@@ -412,21 +426,33 @@ func (c *conn) vote(id any, a zeoproto.Args) error {
 				c.close("transaction timeout")
 			})
 		}
-		result, err := c.runVote(tx)
-		if err != nil {
-			c.abortTxn(context.Background())
-			c.replyErr(id, err)
-			return
-		}
-		c.reply(id, result)
+		c.finishVote(id, tx)
 	}()
 	return nil
 }
 
+// finishVote runs the vote under the lock and replies; callers hold txMu.
+func (c *conn) finishVote(id any, tx *txnBuffer) {
+	result, err := c.runVote(tx)
+	if err != nil {
+		c.abortTxn(context.Background())
+		c.replyErr(id, err)
+		return
+	}
+	c.reply(id, result)
+}
+
 // runVote replays the buffer under the commit lock. Write conflicts go back
 // to the client as dicts for resolution (§4.7): the storage transaction is
-// aborted and the lock released, but the buffer stays open for the
-// resolved stores and the next vote.
+// aborted, but the buffer stays open for the resolved stores and the next
+// vote, and the commit lock stays held until then (or tpc_abort, or the
+// transaction timeout, or a disconnect). zeo-protocol.md §4.6 describes
+// Python releasing it at once; there the storage resolves most conflicts
+// itself under the lock, while zeoraid hands every conflict to the client.
+// Released, other commits slip in while the client resolves, its next vote
+// conflicts again, and ClientStorage gives up after 9 votes and calls
+// tpc_finish on an unvoted transaction: ZEO's InvalidationTests did that
+// with only two clients updating one BTree.
 func (c *conn) runVote(tx *txnBuffer) ([]any, error) {
 	ctx := c.ctx
 	stxn, err := c.storage().Begin(ctx, tx.meta)
@@ -437,6 +463,10 @@ func (c *conn) runVote(tx *txnBuffer) ([]any, error) {
 	conflicts := map[stack.Oid]*stack.ConflictError{}
 	var order []stack.Oid
 	var resolved []stack.Oid
+	// Only write conflicts, which carry the rejected data, go back to the
+	// client for resolution; any other conflict (a deleteObject with a
+	// stale serial) is a vote error (§4.7): a dict without data would
+	// make the client's resolver fail on an empty pickle.
 	noteConflict := func(ce *stack.ConflictError) {
 		if _, seen := conflicts[ce.Oid]; !seen {
 			order = append(order, ce.Oid)
@@ -482,7 +512,7 @@ func (c *conn) runVote(tx *txnBuffer) ([]any, error) {
 		}
 		var ce *stack.ConflictError
 		switch {
-		case errors.As(err, &ce):
+		case errors.As(err, &ce) && ce.Data != nil:
 			noteConflict(ce)
 		case err != nil:
 			return nil, err
@@ -497,6 +527,9 @@ func (c *conn) runVote(tx *txnBuffer) ([]any, error) {
 		var cs stack.Conflicts
 		if errors.As(err, &cs) {
 			for _, ce := range cs {
+				if ce.Data == nil {
+					return nil, ce
+				}
 				noteConflict(ce)
 			}
 		} else if err != nil {
@@ -507,8 +540,8 @@ func (c *conn) runVote(tx *txnBuffer) ([]any, error) {
 		c.ms.count(func(s *stats) { s.conflicts += int64(len(conflicts)) })
 		_ = stxn.Abort(ctx)
 		tx.stxn = nil
-		c.releaseLock(tx)
 		tx.voting = false
+		tx.resolving = true
 		// Blob files were handed to the storage and removed by its abort;
 		// the client re-sends them with its resolved stores.
 		tx.blobOps = nil
