@@ -8,6 +8,7 @@ test: venv
 
 venv:
 	bash interop/setup.sh
+	bash interop/setup-zeo54.sh
 
 # Runs each fuzz target for FUZZTIME (default 1m).
 FUZZTIME ?= 1m
