@@ -119,7 +119,7 @@ func (t *txn) current(oid stack.Oid) (int64, stack.Tid, bool, error) {
 	s := t.s
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	pos, ok := s.ix[oid]
+	pos, ok := s.ix.get(oid)
 	if !ok {
 		return 0, 0, false, nil
 	}
@@ -290,25 +290,6 @@ func (s *Storage) dataFind(tid stack.Tid, oid stack.Oid, data []byte) (int64, er
 	return 0, nil
 }
 
-// findTxn walks back from the end to the transaction with tid. The caller
-// holds the read lock.
-func (s *Storage) findTxn(tid stack.Tid) (txnHeader, bool, error) {
-	for p := s.pos; p > int64(len(magicFS30)); {
-		h, err := s.rd.prevTxn(p)
-		if err != nil {
-			return h, false, err
-		}
-		if h.tid == tid {
-			return h, true, nil
-		}
-		if h.tid < tid {
-			return h, false, nil
-		}
-		p = h.pos
-	}
-	return txnHeader{}, false, nil
-}
-
 // Vote is tpc_vote: check serials, then write the transaction after the
 // end with status 'c' and fsync it. Nothing is visible yet.
 func (t *txn) Vote(ctx context.Context) ([]stack.Oid, error) {
@@ -397,8 +378,9 @@ func (t *txn) Finish(ctx context.Context) (stack.Tid, error) {
 	}
 	s.mu.Lock()
 	for oid, p := range t.tindex {
-		s.ix[oid] = p
+		s.ix.set(oid, p)
 	}
+	s.txns.added(t.tid, t.tpos)
 	s.pos = t.tpos + t.thl + int64(len(t.body)) + trailerLen
 	s.ltid = t.tid
 	if err := s.watch.Publish(stack.Event{Tid: t.tid, Oids: t.oids}); err != nil {

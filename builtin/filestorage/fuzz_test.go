@@ -76,7 +76,7 @@ func FuzzOpen(f *testing.F) {
 func exercise(ctx context.Context, s *Storage) {
 	s.mu.RLock()
 	var oids []stack.Oid
-	for oid := range s.ix {
+	for oid := range s.ix.all() {
 		oids = append(oids, oid)
 	}
 	s.mu.RUnlock()

@@ -65,24 +65,44 @@ func (it *txnIter) Close() error {
 	return it.f.Close()
 }
 
+// maxTxnRead is the largest transaction readTxn reads in one go; the
+// records of a larger one are read one by one.
+const maxTxnRead = 16 << 20
+
 // readTxn reads one transaction: metadata and records, data resolved
-// through backpointers and DataTxn set to the tid one hop away.
+// through backpointers and DataTxn set to the tid one hop away. A
+// transaction of up to maxTxnRead bytes is read with one read, and its
+// records' data are slices of that buffer.
 func readTxn(rd reader, h *txnHeader) (stack.TxnRecord, error) {
 	meta, err := rd.txnMeta(h)
 	if err != nil {
 		return stack.TxnRecord{}, err
 	}
 	rec := stack.TxnRecord{TxnMeta: meta}
-	for p := h.firstRecord(); p < h.end(); {
-		d, err := rd.dataHeader(p)
+	first, end := h.firstRecord(), h.end()
+	var body []byte
+	if n := end - first; n > 0 && n <= maxTxnRead {
+		body = make([]byte, n)
+		if err := rd.readFull(first, body); err != nil {
+			return rec, err
+		}
+	}
+	for p := first; p < end; {
+		var d dataHeader
+		var data []byte
+		if body != nil {
+			d, data, err = rd.recordIn(body, first, p)
+		} else {
+			d, err = rd.dataHeader(p)
+		}
 		if err != nil {
 			return rec, err
 		}
-		if d.tloc != h.pos || p+d.recordLen() > h.end() {
+		if d.tloc != h.pos || p+d.recordLen() > end {
 			return rec, rd.corrupt(p, "data record does not belong to or exceeds transaction at %d", h.pos)
 		}
-		dr := stack.DataRecord{Oid: d.oid, Tid: d.tid}
-		if d.plen > 0 || d.back != 0 {
+		dr := stack.DataRecord{Oid: d.oid, Tid: d.tid, Data: data}
+		if data == nil && (d.plen > 0 || d.back != 0) {
 			dr.Data, err = rd.resolve(d)
 			if err == errNoData {
 				dr.Data, err = nil, nil
@@ -90,10 +110,10 @@ func readTxn(rd reader, h *txnHeader) (stack.TxnRecord, error) {
 			if err != nil {
 				return rec, err
 			}
-			if d.back != 0 {
-				if dr.DataTxn, err = rd.backTid(d.back); err != nil {
-					return rec, err
-				}
+		}
+		if d.back != 0 {
+			if dr.DataTxn, err = rd.backTid(d.back); err != nil {
+				return rec, err
 			}
 		}
 		rec.Records = append(rec.Records, dr)
@@ -106,53 +126,33 @@ func readTxn(rd reader, h *txnHeader) (stack.TxnRecord, error) {
 }
 
 // RecordIterNext is record_iternext: the current revision of the smallest
-// oid >= from (deleted objects are skipped) and the next oid.
+// oid >= from (deleted objects are skipped) and the next oid, found by
+// binary search in the index, whose oids are ordered.
 func (s *Storage) RecordIterNext(ctx context.Context, from stack.Oid) (stack.DataRecord, stack.Oid, bool, error) {
 	if err := s.readable(); err != nil {
 		return stack.DataRecord{}, 0, false, err
 	}
 	defer s.mu.RUnlock()
-	// One pass finds the smallest live oid >= from; a second the oid after
-	// it. Deleted objects (markers) are skipped.
-	var skip map[stack.Oid]bool
-	for {
-		oid, found := nextOid(s.ix, from, skip)
-		if !found {
-			break
-		}
-		h, err := s.rd.dataHeader(s.ix[oid])
+	oid, pos, ok := s.ix.ceil(from)
+	for ok {
+		h, err := s.rd.dataHeader(pos)
 		if err != nil {
 			return stack.DataRecord{}, 0, false, err
 		}
 		data, err := s.rd.resolve(h)
-		if err == errNoData {
-			if skip == nil {
-				skip = map[stack.Oid]bool{}
-			}
-			skip[oid] = true
-			continue
-		}
-		if err != nil {
+		if err != nil && err != errNoData {
 			return stack.DataRecord{}, 0, false, err
 		}
-		rec := stack.DataRecord{Oid: oid, Tid: h.tid, Data: data}
-		if oid == ^stack.Oid(0) {
-			return rec, 0, false, nil
+		var next stack.Oid
+		var nextPos int64
+		more := false
+		if oid != ^stack.Oid(0) {
+			next, nextPos, more = s.ix.ceil(oid + 1)
 		}
-		next, more := nextOid(s.ix, oid+1, nil)
-		return rec, next, more, nil
+		if err == nil {
+			return stack.DataRecord{Oid: oid, Tid: h.tid, Data: data}, next, more, nil
+		}
+		oid, pos, ok = next, nextPos, more // a deleted object: skip it
 	}
 	return stack.DataRecord{}, 0, false, &stack.NotFoundError{Oid: from}
-}
-
-// nextOid is the smallest oid >= from in ix that is not in skip.
-func nextOid(ix index, from stack.Oid, skip map[stack.Oid]bool) (stack.Oid, bool) {
-	var best stack.Oid
-	found := false
-	for oid := range ix {
-		if oid >= from && (!found || oid < best) && !skip[oid] {
-			best, found = oid, true
-		}
-	}
-	return best, found
 }

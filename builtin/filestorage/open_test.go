@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -121,20 +122,16 @@ func TestLock(t *testing.T) {
 }
 
 func TestIndexRoundTrip(t *testing.T) {
-	ix := index{0: 52, 1: 365, 0x10000: 1 << 40, 0xffffffffffff0001: 300, 0x10001: 1 << 31}
+	want := map[stack.Oid]int64{0: 52, 1: 365, 0x10000: 1 << 40, 0xffffffffffff0001: 300, 0x10001: 1 << 31, 0xffffffffffffffff: 7}
 	for i := stack.Oid(0); i < 300; i++ {
-		ix[0x20000+i] = int64(i) * 1000
+		want[0x20000+i] = int64(i) * 1000
 	}
+	ix := indexOf(want)
 	for _, pos := range []int64{166, 614, 70000, 1 << 31, 1<<40 + 5} {
 		got, gix, err := decodeIndex(encodeIndex(pos, ix))
 		must(t, err)
-		if got != pos || len(gix) != len(ix) {
-			t.Fatalf("pos %d -> %d, %d entries", pos, got, len(gix))
-		}
-		for k, v := range ix {
-			if gix[k] != v {
-				t.Fatalf("oid %s: %d != %d", k, gix[k], v)
-			}
+		if got != pos || !maps.Equal(indexMap(gix), want) {
+			t.Fatalf("pos %d -> %d, %d entries", pos, got, gix.len())
 		}
 	}
 	if got := appendPickleInt(nil, 1<<31); !bytes.Equal(got, []byte{0x8a, 5, 0, 0, 0, 0x80, 0}) {
@@ -148,8 +145,8 @@ func TestStaleOrDamagedIndex(t *testing.T) {
 	ctx := context.Background()
 	damaged := [][]byte{
 		good[:len(good)/2],
-		encodeIndex(166, index{0: 52}),          // stale: the file grew since
-		encodeIndex(614, index{0: 228, 1: 365}), // wrong positions
+		encodeIndex(166, indexOf(map[stack.Oid]int64{0: 52})),          // stale: the file grew since
+		encodeIndex(614, indexOf(map[stack.Oid]int64{0: 228, 1: 365})), // wrong positions
 		append([]byte("garbage"), good...),
 	}
 	for i, ixb := range damaged {

@@ -21,8 +21,10 @@ import (
 // (filestorage.md §5): it writes Data.fs.pack while commits go on, then
 // swaps it in under the commit lock, keeping Data.fs.old per pack-keep-old.
 // gc also drops objects unreachable from the root (references from
-// stack.Refs), unless the storage was configured with pack-gc false. Unlike Python, dangling references are logged and skipped,
-// and backpointers after the pack time always keep their targets.
+// stack.Refs), unless the storage was configured with pack-gc false. The
+// result is Python's byte for byte, except where Python fails or leaves a
+// dangling reference (see findReachable) and for backpointers written by
+// commits during the pack (see copyRest).
 func (s *Storage) Pack(ctx context.Context, t time.Time, gc bool) error {
 	if s.readOnly {
 		return stack.ErrReadOnly
@@ -38,7 +40,7 @@ func (s *Storage) Pack(ctx context.Context, t time.Time, gc bool) error {
 	if err := s.readable(); err != nil {
 		return err
 	}
-	end, empty := s.pos, len(s.ix) == 0
+	end, empty := s.pos, s.ix.len() == 0
 	s.mu.RUnlock()
 	if empty {
 		return nil
@@ -72,15 +74,23 @@ type packer struct {
 
 	src     reader
 	packPos int64
-	cur     map[stack.Oid]int64 // oid -> current record at pack time
-	keep    map[int64]bool      // record positions before packPos to keep
-	reached map[stack.Oid]bool
+	// cur is Python's oid2curpos: each oid's record at the pack time, 0
+	// for an object deleted by then. reachable is Python's reachable: the
+	// record kept as each reached object's state (cur itself without gc).
+	// extra holds the other records kept (reach_ex, and without gc the
+	// targets of later backpointers), and targets the records that later
+	// backpointers name, whose new positions moved must remember.
+	cur       *index
+	reachable *index
+	extra     map[int64]bool
+	targets   map[int64]bool
+	dangling  map[stack.Oid]bool // references already reported as dangling
 
 	out     *os.File
 	w       *bufio.Writer
 	outPos  int64
-	newIx   index
-	moved   map[int64]int64 // old record position -> new one
+	newIx   *index
+	moved   map[int64]int64 // old record position -> new one, for backpointers
 	removed []string        // blob files or oid dirs to remove
 }
 
@@ -103,7 +113,7 @@ func (p *packer) run(ctx context.Context, end int64) error {
 	}
 	defer p.out.Close()
 	p.w = bufio.NewWriterSize(p.out, 1<<20)
-	p.newIx, p.moved = index{}, map[int64]int64{}
+	p.newIx, p.moved = newIndex(), map[int64]int64{}
 	if err := p.write([]byte(magicFS30)); err != nil {
 		return err
 	}
@@ -139,7 +149,7 @@ func (p *packer) run(ctx context.Context, end int64) error {
 // buildPackIndex scans up to the pack time (phase 1, §5.2). It reports a
 // redundant pack (nothing new to pack) as true.
 func (p *packer) buildPackIndex(ctx context.Context, end int64) (bool, error) {
-	p.cur = map[stack.Oid]int64{}
+	p.cur = newIndex()
 	pos := int64(len(magicFS30))
 	allPacked := true
 	var last stack.Tid
@@ -170,9 +180,11 @@ func (p *packer) buildPackIndex(ctx context.Context, end int64) (bool, error) {
 					return err
 				}
 				if d.plen == 0 && d.back == 0 {
-					delete(p.cur, d.oid)
+					if _, ok := p.cur.get(d.oid); ok {
+						p.cur.set(d.oid, 0)
+					}
 				} else {
-					p.cur[d.oid] = d.pos
+					p.cur.set(d.oid, d.pos)
 				}
 				return nil
 			})
@@ -211,24 +223,31 @@ func (p *packer) checkRecord(d dataHeader) error {
 }
 
 // findReachable decides which records before the pack time stay (phase 2,
-// §5.3).
+// §5.3), in Python's order so that both keep the same records: with gc,
+// first everything the root reaches at the pack time, then the revisions
+// later backpointers point at (reach_ex) and what those reference.
+// Beyond Python, and only where Python would fail or leave a dangling
+// reference: a dangling reference is logged and skipped (Python raises
+// KeyError); without gc, backpointer targets are kept too (Python raises
+// PackError when one is not current); with gc, the references of a
+// backpointer target of an object unreachable at the pack time, and of
+// every revision after the pack time, are walked as well.
 func (p *packer) findReachable(ctx context.Context, end int64) error {
-	p.keep = map[int64]bool{}
-	p.reached = map[stack.Oid]bool{}
-	var roots []int64 // record positions whose references must be walked
+	p.extra, p.targets, p.dangling = map[int64]bool{}, map[int64]bool{}, map[stack.Oid]bool{}
 	if !p.gc {
-		for oid, pos := range p.cur {
-			p.keep[pos] = true
-			p.reached[oid] = true
+		p.reachable = p.cur
+	} else {
+		p.reachable = newIndex()
+		if pos, ok := p.curPos(0); ok {
+			p.reachable.set(0, pos)
+			if err := p.walk(ctx, []int64{pos}); err != nil {
+				return err
+			}
 		}
-	} else if pos, ok := p.cur[0]; ok {
-		p.keep[pos] = true
-		p.reached[0] = true
-		roots = append(roots, pos)
 	}
-	// Backpointers after the pack time into the packed region keep their
-	// targets; with gc, what later revisions reference stays too.
-	var later []int64
+	// findReachableFromFuture: backpointers after the pack time into the
+	// packed region keep their targets.
+	var extra, later []int64
 	for pos := p.packPos; pos < end; {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -245,10 +264,16 @@ func (p *packer) findReachable(ctx context.Context, end int64) error {
 				if err := p.checkRecord(d); err != nil {
 					return err
 				}
-				if d.back != 0 && d.back < p.packPos && !p.keep[d.back] {
-					p.keep[d.back] = true
-					p.reached[d.oid] = true
-					roots = append(roots, d.back)
+				if d.back != 0 && d.back < p.packPos {
+					p.targets[d.back] = true
+					if !p.kept(d.oid, d.back) {
+						if rp, _ := p.reachable.get(d.oid); p.gc && rp == 0 {
+							p.reachable.set(d.oid, d.back)
+						} else {
+							p.extra[d.back] = true
+						}
+						extra = append(extra, d.back)
+					}
 				}
 				if p.gc && (d.plen > 0 || d.back != 0) {
 					later = append(later, d.pos)
@@ -264,7 +289,27 @@ func (p *packer) findReachable(ctx context.Context, end int64) error {
 	if !p.gc {
 		return nil
 	}
-	roots = append(roots, later...)
+	return p.walk(ctx, append(extra, later...))
+}
+
+// curPos is oid's record at the pack time, if it was not deleted by then.
+func (p *packer) curPos(oid stack.Oid) (int64, bool) {
+	pos, _ := p.cur.get(oid)
+	return pos, pos != 0
+}
+
+// kept tells whether the record of oid at pos (before the pack time)
+// stays: Python's isReachable.
+func (p *packer) kept(oid stack.Oid, pos int64) bool {
+	if rp, _ := p.reachable.get(oid); rp == pos {
+		return true
+	}
+	return p.extra[pos]
+}
+
+// walk marks reachable, for every oid the records at roots reference
+// (transitively), its record at the pack time.
+func (p *packer) walk(ctx context.Context, roots []int64) error {
 	for len(roots) > 0 {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -288,18 +333,19 @@ func (p *packer) findReachable(ctx context.Context, end int64) error {
 			continue
 		}
 		for _, ref := range refs {
-			if p.reached[ref] {
+			if _, ok := p.reachable.get(ref); ok {
 				continue
 			}
-			cp, ok := p.cur[ref]
-			p.reached[ref] = true
+			cp, ok := p.curPos(ref)
 			if !ok {
-				if pos < p.packPos {
+				// Created after the pack time, or dangling.
+				if pos < p.packPos && !p.dangling[ref] {
+					p.dangling[ref] = true
 					p.log.WithFields(logrus.Fields{"oid": d.oid.String(), "ref": ref.String()}).Warn("dangling reference at pack time; skipped")
 				}
 				continue
 			}
-			p.keep[cp] = true
+			p.reachable.set(ref, cp)
 			roots = append(roots, cp)
 		}
 	}
@@ -344,7 +390,7 @@ func (p *packer) copyToPackTime(ctx context.Context) error {
 		}
 		var ks []kept
 		err = scanRecords(p.src, &h, nil, nil, func(d dataHeader) error {
-			if !p.keep[d.pos] {
+			if !p.kept(d.oid, d.pos) {
 				p.noteBlobRemoval(d)
 				return nil
 			}
@@ -357,11 +403,9 @@ func (p *packer) copyToPackTime(ctx context.Context) error {
 			}
 			np := tpos + thl + int64(len(body))
 			ks = append(ks, kept{d.oid, d.pos, np})
-			// prev is 0 as in Python, except that an older revision kept
-			// for a backpointer stays chained to the newer one, so loads
-			// between the two still find it and a restore-copy of the
-			// packed file is byte-identical.
-			body = appendDataRecord(body, d.oid, d.tid, p.newIx[d.oid], tpos, data, 0)
+			// prev is 0, as in Python: history stops at the pack time,
+			// also for an older revision kept for a later backpointer.
+			body = appendDataRecord(body, d.oid, d.tid, 0, tpos, data, 0)
 			return nil
 		})
 		if err != nil {
@@ -371,7 +415,7 @@ func (p *packer) copyToPackTime(ctx context.Context) error {
 			continue
 		}
 		for _, k := range ks {
-			p.newIx[k.oid] = k.newPos
+			p.newIx.set(k.oid, k.newPos)
 		}
 		tlen := thl + int64(len(body))
 		rec := appendTxnHeader(nil, h.tid, tlen, statusPacked, meta.User, meta.Description, meta.Extension)
@@ -380,7 +424,9 @@ func (p *packer) copyToPackTime(ctx context.Context) error {
 			return err
 		}
 		for _, k := range ks {
-			p.moved[k.oldPos] = k.newPos
+			if p.targets[k.oldPos] {
+				p.moved[k.oldPos] = k.newPos
+			}
 		}
 	}
 	return nil
@@ -397,21 +443,24 @@ func (p *packer) noteBlobRemoval(d dataHeader) {
 	if err != nil || !isBlobRecord(data) {
 		return
 	}
-	if !p.reached[d.oid] {
+	rp, _ := p.reachable.get(d.oid)
+	if rp == 0 {
 		p.removed = append(p.removed, b.OidDir(d.oid))
 		return
 	}
-	if cp, ok := p.cur[d.oid]; ok {
-		if ch, err := p.src.dataHeader(cp); err == nil && ch.tid == d.tid {
-			return
-		}
+	if ch, err := p.src.dataHeader(rp); err == nil && ch.tid == d.tid {
+		return // a duplicate record of the kept revision (a ZEO bug)
 	}
 	p.removed = append(p.removed, b.File(d.oid, d.tid))
 }
 
 // copyRest copies transactions in [from, to) unchanged except positions:
 // backpointers follow their targets or become inline data when the
-// target was dropped (phase 4, §5.5). It returns where it stopped.
+// target was dropped (phase 4, §5.5). Only the new positions of records
+// that backpointers after the pack time named when the pack started are
+// remembered, so a transaction committed during the pack that points
+// before the pack time gets inline data where Python would find the
+// kept record again; the data is the same. It returns where it stopped.
 func (p *packer) copyRest(ctx context.Context, from, to int64) (int64, error) {
 	pos := from
 	for pos < to {
@@ -462,7 +511,7 @@ func (p *packer) copyRest(ctx context.Context, from, to int64) (int64, error) {
 					}
 				}
 			}
-			body = appendDataRecord(body, d.oid, d.tid, p.newIx[d.oid], tpos, data, back)
+			body = appendDataRecord(body, d.oid, d.tid, p.newIx.pos(d.oid), tpos, data, back)
 			tindex[d.oid] = np
 			moves = append(moves, [2]int64{d.pos, np})
 			return nil
@@ -477,7 +526,7 @@ func (p *packer) copyRest(ctx context.Context, from, to int64) (int64, error) {
 			return pos, err
 		}
 		for oid, np := range tindex {
-			p.newIx[oid] = np
+			p.newIx.set(oid, np)
 		}
 		for _, m := range moves {
 			p.moved[m[0]] = m[1]
@@ -518,10 +567,11 @@ func (p *packer) swap() error {
 	s.f = nf
 	s.rd = reader{r: nf, path: s.path}
 	s.ix = p.newIx
+	s.txns.reset()
 	s.pos = p.outPos
 	ix, pos := s.ix, s.pos
 	s.mu.Unlock()
-	p.log.WithFields(logrus.Fields{"size": pos, "objects": len(ix)}).Info("packed")
+	p.log.WithFields(logrus.Fields{"size": pos, "objects": ix.len()}).Info("packed")
 	p.removeBlobs()
 	if !s.opts.PackKeepOld {
 		if err := os.Remove(s.path + ".old"); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -44,7 +45,7 @@ func TestPackVector(t *testing.T) {
 	if _, err := s.LoadBefore(ctx, 1, stack.MaxTid); !isNotFound(err) {
 		t.Errorf("oid 1 after pack: %v", err)
 	}
-	if ix, _ := os.ReadFile(path + ".index"); !bytes.Equal(ix, encodeIndex(145, index{0: 31})) {
+	if ix, _ := os.ReadFile(path + ".index"); !bytes.Equal(ix, encodeIndex(145, indexOf(map[stack.Oid]int64{0: 31}))) {
 		t.Errorf("index after pack % x", ix)
 	}
 	// A commit after the pack appends to the packed file.
@@ -53,5 +54,37 @@ func TestPackVector(t *testing.T) {
 	must(t, err)
 	if len(ul) != 1 {
 		t.Errorf("undoLog after pack shows %d entries, want 1 (stops at 'p')", len(ul))
+	}
+}
+
+// TestPackDanglingReference: a root that references an oid never stored
+// makes Python's GC pack raise KeyError; ours packs, keeping what the
+// root reaches and dropping the rest.
+func TestPackDanglingReference(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(filepath.Join(t.TempDir(), "Data.fs"), Options{PackGC: true}, nil)
+	must(t, err)
+	defer s.Close()
+	t1 := commit(t, s, stack.TxnMeta{}, func(tx stack.Txn) {
+		must(t, tx.Store(ctx, 0, 0, statePickle("root", 1, 5)))
+		must(t, tx.Store(ctx, 1, 0, statePickle("one")))
+		must(t, tx.Store(ctx, 2, 0, statePickle("unreachable")))
+	})
+	commit(t, s, stack.TxnMeta{}, func(tx stack.Txn) {
+		must(t, tx.Store(ctx, 1, t1, statePickle("one, again")))
+	})
+	time.Sleep(2 * time.Millisecond)
+	must(t, s.Pack(ctx, time.Now(), true))
+	for oid, want := range map[stack.Oid][]byte{0: statePickle("root", 1, 5), 1: statePickle("one, again")} {
+		r, err := s.LoadBefore(ctx, oid, stack.MaxTid)
+		if err != nil || !bytes.Equal(r.Data, want) {
+			t.Errorf("oid %d after pack: %v", oid, err)
+		}
+	}
+	if _, err := s.LoadSerial(ctx, 1, t1); !isNotFound(err) {
+		t.Errorf("oid 1's old revision survived the pack: %v", err)
+	}
+	if _, err := s.LoadBefore(ctx, 2, stack.MaxTid); !isNotFound(err) {
+		t.Errorf("unreachable oid 2 survived the pack: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/zeoraid/zeoraid/stack"
 )
@@ -90,6 +91,44 @@ func (r reader) prevTxn(pos int64) (txnHeader, error) {
 	return h, nil
 }
 
+// checkDataHeader refuses what no reader can follow: a version, or a
+// data length that is negative as an int64 or beyond any file.
+func (r reader) checkDataHeader(h *dataHeader) error {
+	if h.vlen != 0 {
+		return r.corrupt(h.pos, "data record has a version (vlen %d); versions are not supported", h.vlen)
+	}
+	if h.plen < 0 || h.plen > maxFilePos {
+		return r.corrupt(h.pos, "implausible data length %d", uint64(h.plen))
+	}
+	return nil
+}
+
+// recordIn decodes the data record at pos from body, the bytes of its
+// transaction from base on: the header, its backpointer, and its data
+// (a capped slice of body) when all of it is in body. What does not fit
+// is for the caller to find out from the lengths.
+func (r reader) recordIn(body []byte, base, pos int64) (dataHeader, []byte, error) {
+	off := pos - base
+	if off+dataHeaderLen > int64(len(body)) {
+		return dataHeader{}, nil, r.corrupt(pos, "data record header runs past the end of its transaction")
+	}
+	h := decodeDataHeader(pos, body[off:])
+	if err := r.checkDataHeader(&h); err != nil {
+		return h, nil, err
+	}
+	if h.plen == 0 {
+		if off+dataHeaderLen+8 > int64(len(body)) {
+			return h, nil, r.corrupt(pos, "backpointer runs past the end of its transaction")
+		}
+		h.back = int64(binary.BigEndian.Uint64(body[off+dataHeaderLen:]))
+		return h, nil, nil
+	}
+	if end := off + dataHeaderLen + h.plen; end <= int64(len(body)) {
+		return h, body[off+dataHeaderLen : end : end], nil
+	}
+	return h, nil, nil
+}
+
 // dataHeader reads the data record header at pos, with its backpointer.
 func (r reader) dataHeader(pos int64) (dataHeader, error) {
 	var b [dataHeaderLen + 8]byte
@@ -101,8 +140,8 @@ func (r reader) dataHeader(pos int64) (dataHeader, error) {
 		return dataHeader{}, fmt.Errorf("%s: read at %d: %w", r.path, pos, err)
 	}
 	h := decodeDataHeader(pos, b[:])
-	if h.vlen != 0 {
-		return h, r.corrupt(pos, "data record has a version (vlen %d); versions are not supported", h.vlen)
+	if err := r.checkDataHeader(&h); err != nil {
+		return h, err
 	}
 	if h.plen == 0 {
 		if n < dataHeaderLen+8 {
@@ -113,21 +152,62 @@ func (r reader) dataHeader(pos int64) (dataHeader, error) {
 	return h, nil
 }
 
+// bigRecord is the data length above which data first checks that the
+// record ends inside the file, so a corrupt length cannot make it
+// allocate gigabytes; smaller records are read in one go.
+const bigRecord = 1 << 20
+
 // data reads the pickle of a record with inline data.
 func (r reader) data(h *dataHeader) ([]byte, error) {
 	if h.plen > maxFilePos {
 		return nil, r.corrupt(h.pos, "implausible data length %d", h.plen)
 	}
-	// Check that the data ends inside the file before allocating for it.
-	var last [1]byte
-	if err := r.readFull(h.pos+dataHeaderLen+h.plen-1, last[:]); err != nil {
-		return nil, err
+	if h.plen > bigRecord {
+		var last [1]byte
+		if err := r.readFull(h.pos+dataHeaderLen+h.plen-1, last[:]); err != nil {
+			return nil, err
+		}
 	}
 	b := make([]byte, h.plen)
 	if err := r.readFull(h.pos+dataHeaderLen, b); err != nil {
 		return nil, err
 	}
 	return b, nil
+}
+
+// readAhead is how many bytes dataRecord reads at once: the header and,
+// for most ZODB records, all of the data.
+const readAhead = 1024
+
+// readBuffers recycles dataRecord's read buffers.
+var readBuffers = sync.Pool{New: func() any { return new([readAhead]byte) }}
+
+// dataRecord reads the data record header at pos like dataHeader, in a
+// single read that also fetches the data when it fits in readAhead
+// bytes; data is then a copy of it, else nil (read it with data or
+// resolve).
+func (r reader) dataRecord(pos int64) (dataHeader, []byte, error) {
+	b := readBuffers.Get().(*[readAhead]byte)
+	defer readBuffers.Put(b)
+	n, err := r.r.ReadAt(b[:], pos)
+	if n < dataHeaderLen+8 {
+		// Near the end of the file, or an error: the careful path.
+		h, err := r.dataHeader(pos)
+		return h, nil, err
+	}
+	h := decodeDataHeader(pos, b[:])
+	if err := r.checkDataHeader(&h); err != nil {
+		return h, nil, err
+	}
+	if h.plen == 0 {
+		h.back = int64(binary.BigEndian.Uint64(b[dataHeaderLen:]))
+		return h, nil, nil
+	}
+	if h.plen <= int64(n-dataHeaderLen) {
+		return h, append([]byte(nil), b[dataHeaderLen:dataHeaderLen+h.plen]...), nil
+	}
+	_ = err // a short read only means the data is read separately
+	return h, nil, nil
 }
 
 // errNoData means a backpointer chain ends in a "no data" marker.

@@ -25,7 +25,7 @@ type scanResult struct {
 // scan reads transactions from start to the end of the file (size),
 // adding their records to ix. It stops at tail damage and reports it; it
 // fails on corruption inside a complete transaction.
-func scan(r reader, size, start int64, ltid stack.Tid, ix index, log logrus.FieldLogger) (scanResult, error) {
+func scan(r reader, size, start int64, ltid stack.Tid, ix *index, log logrus.FieldLogger) (scanResult, error) {
 	pos := start
 	for {
 		if pos == size {
@@ -95,7 +95,7 @@ func checkTrailer(r reader, h *txnHeader) error {
 // scanRecords walks the data records of a complete transaction, checking
 // rules 4-7, and then adds them to ix (if not nil; rule 7 is checked and
 // logged only then). each, if not nil, sees every record.
-func scanRecords(r reader, h *txnHeader, ix index, log logrus.FieldLogger, each func(dataHeader) error) error {
+func scanRecords(r reader, h *txnHeader, ix *index, log logrus.FieldLogger, each func(dataHeader) error) error {
 	tindex := map[stack.Oid]int64{}
 	end := h.end()
 	for p := h.firstRecord(); p < end; {
@@ -110,7 +110,7 @@ func scanRecords(r reader, h *txnHeader, ix index, log logrus.FieldLogger, each 
 			return r.corrupt(p, "data record exceeds transaction record (ends at %d)", end)
 		}
 		if ix != nil {
-			if old := ix[d.oid]; d.prev != old {
+			if old := ix.pos(d.oid); d.prev != old {
 				if _, seen := tindex[d.oid]; !seen {
 					f := log.WithFields(logrus.Fields{"pos": p, "oid": d.oid.String(), "prev": d.prev, "index": old})
 					if d.prev != 0 {
@@ -137,7 +137,7 @@ func scanRecords(r reader, h *txnHeader, ix index, log logrus.FieldLogger, each 
 	}
 	if ix != nil {
 		for oid, p := range tindex {
-			ix[oid] = p
+			ix.set(oid, p)
 		}
 	}
 	return nil
@@ -146,7 +146,7 @@ func scanRecords(r reader, h *txnHeader, ix index, log logrus.FieldLogger, each 
 // checkIndex decides whether an index loaded from .index can be trusted for
 // a file of the given size (Python's _check_sanity) and returns the tid of
 // the last transaction before pos.
-func checkIndex(r reader, size, pos int64, ix index) (stack.Tid, error) {
+func checkIndex(r reader, size, pos int64, ix *index) (stack.Tid, error) {
 	if pos < 100 || pos > size {
 		return 0, fmt.Errorf("index position %d does not fit the file (size %d)", pos, size)
 	}
@@ -175,7 +175,7 @@ func checkIndex(r reader, size, pos int64, ix index) (stack.Tid, error) {
 			if err != nil {
 				return 0, err
 			}
-			if d.tloc != h.pos || rp+d.recordLen() > h.end() || ix[d.oid] != rp {
+			if d.tloc != h.pos || rp+d.recordLen() > h.end() || ix.pos(d.oid) != rp {
 				return 0, fmt.Errorf("index does not match the record at %d", rp)
 			}
 			rp += d.recordLen()

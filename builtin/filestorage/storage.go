@@ -38,12 +38,15 @@ type Storage struct {
 	mu     sync.RWMutex // guards everything below
 	f      *os.File
 	rd     reader
-	ix     index
+	ix     *index
 	pos    int64 // end of committed data (_pos)
 	ltid   stack.Tid
 	maxOid stack.Oid
 	closed bool
 	broken error // set when a finish failed half-way: no more writes
+
+	txnsMu sync.Mutex // see txnIndex
+	txns   txnIndex
 
 	packing atomic.Bool
 	lock    *lockFile
@@ -176,7 +179,7 @@ func (s *Storage) loadIndex(size int64) error {
 		s.log.WithError(err).Warn("cannot read the .index file; rescanning")
 	}
 	if !usedIndex {
-		s.ix = index{}
+		s.ix = newIndex()
 		var err error
 		if res, err = scan(s.rd, size, start, 0, s.ix, s.log); err != nil {
 			return err
@@ -291,17 +294,20 @@ func (s *Storage) LoadBefore(ctx context.Context, oid stack.Oid, before stack.Ti
 		return stack.Revision{}, err
 	}
 	defer s.mu.RUnlock()
-	pos, ok := s.ix[oid]
+	pos, ok := s.ix.get(oid)
 	if !ok {
 		return stack.Revision{}, &stack.NotFoundError{Oid: oid}
 	}
 	var end stack.Tid
 	for {
-		h, err := s.rd.dataHeader(pos)
+		h, data, err := s.rd.dataRecord(pos)
 		if err != nil {
 			return stack.Revision{}, err
 		}
 		if h.tid < before {
+			if data != nil {
+				return stack.Revision{Data: data, Serial: h.tid, NextSerial: end}, nil
+			}
 			data, err := s.rd.resolve(h)
 			if err == errNoData {
 				return stack.Revision{}, &stack.NotFoundError{Oid: oid}
@@ -342,7 +348,7 @@ func (s *Storage) LoadSerial(ctx context.Context, oid stack.Oid, serial stack.Ti
 // findSerial walks oid's revisions back to the one written by serial.
 // The caller holds the read lock.
 func (s *Storage) findSerial(oid stack.Oid, serial stack.Tid) (dataHeader, error) {
-	pos, ok := s.ix[oid]
+	pos, ok := s.ix.get(oid)
 	if !ok {
 		return dataHeader{}, &stack.NotFoundError{Oid: oid, Tid: serial}
 	}
@@ -372,7 +378,7 @@ func (s *Storage) History(ctx context.Context, oid stack.Oid, size int) ([]stack
 		return nil, err
 	}
 	defer s.mu.RUnlock()
-	pos, ok := s.ix[oid]
+	pos, ok := s.ix.get(oid)
 	if !ok {
 		return nil, &stack.NotFoundError{Oid: oid}
 	}
@@ -443,7 +449,7 @@ func (s *Storage) Info(ctx context.Context) (stack.Info, error) {
 		return stack.Info{}, err
 	}
 	defer s.mu.RUnlock()
-	return stack.Info{Name: s.path, Length: int64(len(s.ix)), Size: s.pos}, nil
+	return stack.Info{Name: s.path, Length: int64(s.ix.len()), Size: s.pos}, nil
 }
 
 // Watch registers ch for events of transactions committed after the

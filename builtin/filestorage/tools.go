@@ -71,6 +71,15 @@ func walkFile(path string, txn func(h txnHeader, meta stack.TxnMeta) error, rec 
 			if d.tid == 0 {
 				return rd.corrupt(d.pos, "record with tid 0")
 			}
+			if d.prev != 0 {
+				ph, err := rd.dataHeader(d.prev)
+				if err != nil {
+					return err
+				}
+				if ph.oid != d.oid {
+					return rd.corrupt(d.pos, "previous record pointer %d names oid %s, not %s", d.prev, ph.oid, d.oid)
+				}
+			}
 			if d.plen == 0 && d.back != 0 {
 				if _, err := rd.resolve(d); err != nil && err != errNoData {
 					return err
@@ -88,7 +97,9 @@ func walkFile(path string, txn func(h txnHeader, meta stack.TxnMeta) error, rec 
 }
 
 // Check verifies the Data.fs at path as ZODB's fstest.py does, and also
-// that every backpointer resolves to a record of the same oid. It writes a
+// that every backpointer resolves, through records of the same oid, to
+// data or a "no data" marker, and that every previous-record pointer
+// names a record of the same oid. It writes a
 // summary to w and returns the first problem found, with its offset.
 func Check(path string, w io.Writer) error {
 	recs := 0

@@ -103,7 +103,7 @@ func (t *txn) Undo(ctx context.Context, id []byte) ([]stack.Oid, error) {
 		p += d.recordLen()
 		cur, inTxn := t.tindex[d.oid]
 		if !inTxn {
-			cur = s.ix[d.oid]
+			cur = s.ix.pos(d.oid)
 		}
 		if cur != d.pos {
 			if uerr := t.checkUndoable(d, cur); uerr != nil {
@@ -112,7 +112,7 @@ func (t *txn) Undo(ctx context.Context, id []byte) ([]stack.Oid, error) {
 			}
 		}
 		delete(failed, d.oid)
-		r := undoRec{oid: d.oid, pre: d.prev, prev: s.ix[d.oid]}
+		r := undoRec{oid: d.oid, pre: d.prev, prev: s.ix.pos(d.oid)}
 		if d.prev != 0 && s.blobs != nil {
 			ph, err := s.rd.dataHeader(d.prev)
 			if err == nil {

@@ -72,7 +72,7 @@ func commit(t *testing.T, s *Storage, meta stack.TxnMeta, fn func(tx stack.Txn))
 	return tid
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)

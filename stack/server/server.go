@@ -218,7 +218,6 @@ func (ms *mountState) status() zeoproto.Dict {
 		timeoutAlive = true
 	}
 	return zeoproto.Dict{
-		{Key: "storage", Value: ms.mount.Name()},
 		{Key: "connections", Value: int64(conns)},
 		{Key: "loads", Value: st.loads},
 		{Key: "stores", Value: st.stores},
@@ -242,9 +241,7 @@ func (s *Server) ruokJSON() []byte {
 		d := map[string]any{}
 		for _, it := range s.mounts[name].status() {
 			k, _ := zeoproto.AsString(it.Key)
-			if k != "storage" {
-				d[k] = it.Value
-			}
+			d[k] = it.Value
 		}
 		out[name] = d
 	}

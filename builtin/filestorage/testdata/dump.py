@@ -6,7 +6,8 @@ Opens PATH read-only and prints: the tids, every oid's loadBefore at every
 tid and at maxtid, history sizes, the undo log, the iterator's records, and
 whether the saved .index (if any) equals the index Python builds by
 scanning. With --copy, also reports whether copyTransactionsFrom into a
-fresh FileStorage gives a byte-identical file.
+fresh FileStorage gives a byte-identical file, and if not but the lengths
+agree, the offsets of the bytes that differ.
 """
 import json
 import os
@@ -66,7 +67,10 @@ def main(path, copy):
         src.close()
         dst.close()
         with open(path, 'rb') as a, open(os.path.join(d, 'copy.fs'), 'rb') as b:
-            out['copy_identical'] = a.read() == b.read()
+            orig, copied = a.read(), b.read()
+        out['copy_identical'] = orig == copied
+        if len(orig) == len(copied):
+            out['copy_diff'] = [i for i in range(len(orig)) if orig[i] != copied[i]]
     json.dump(out, sys.stdout)
 
 
