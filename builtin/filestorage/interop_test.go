@@ -330,6 +330,11 @@ func TestGoToPython(t *testing.T) {
 			if !strings.Contains(string(out), "no errors detected") {
 				t.Errorf("fstest: %s", out)
 			}
+			// fsrefs loads every current object and every object it
+			// references; it prints nothing when all are sound.
+			if out := runPy(t, "-m", "ZODB.scripts.fsrefs", path); len(strings.TrimSpace(string(out))) != 0 {
+				t.Errorf("fsrefs: %s", out)
+			}
 			py := pyDump(t, path, true)
 			if py["index_ok"] != true || py["index_pos_ok"] != true {
 				t.Errorf("Python does not read Go's .index as its own scan: ok=%v pos_ok=%v", py["index_ok"], py["index_pos_ok"])
