@@ -59,8 +59,20 @@ type Storage struct {
 	blobs *blobdir.Dir
 	log   logrus.FieldLogger
 
-	mu      sync.Mutex
-	lastTid stack.Tid // the newest tid this wrapper handed out
+	// commit is a one-slot token held from Begin to Finish or Abort: the
+	// wrapper picks each tid itself, so transactions must reach the child
+	// in tid order.
+	commit  chan struct{}
+	lastTid stack.Tid // the newest tid this wrapper handed out; guarded by commit
+	closed  chan struct{}
+	once    sync.Once
+}
+
+// Close closes the child; transactions waiting in Begin fail with
+// stack.ErrClosed.
+func (s *Storage) Close() error {
+	s.once.Do(func() { close(s.closed) })
+	return s.Storage.Close()
 }
 
 // New wraps child, which must honour explicit tids (Restore capability) and
@@ -82,7 +94,7 @@ func New(child stack.Storage, dir string, log logrus.FieldLogger) (*Storage, err
 		l.SetLevel(logrus.PanicLevel)
 		log = l
 	}
-	return &Storage{Storage: child, blobs: bd, log: log}, nil
+	return &Storage{Storage: child, blobs: bd, log: log, commit: make(chan struct{}, 1), closed: make(chan struct{})}, nil
 }
 
 // Capabilities are the child's plus blobs.
@@ -196,30 +208,62 @@ func (s *Storage) parse(path string) (stack.Oid, stack.Tid, bool) {
 // Begin starts a child transaction with a tid of the wrapper's choosing, so
 // blob files can take their final names before the commit.
 func (s *Storage) Begin(ctx context.Context, meta stack.TxnMeta) (stack.Txn, error) {
+	select {
+	case <-s.closed:
+		return nil, stack.ErrClosed
+	default:
+	}
+	select {
+	case s.commit <- struct{}{}:
+	case <-s.closed:
+		return nil, stack.ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	release := func() { <-s.commit }
 	if meta.Tid == 0 {
 		last, err := s.Storage.LastTransaction(ctx)
 		if err != nil {
+			release()
 			return nil, err
 		}
-		s.mu.Lock()
 		meta.Tid = stack.NewTid(max(last, s.lastTid), time.Now())
-		s.lastTid = meta.Tid
-		s.mu.Unlock()
 	}
 	tx, err := s.Storage.Begin(ctx, meta)
 	if err != nil {
+		release()
 		return nil, err
 	}
-	return &txn{Txn: tx, s: s, tid: meta.Tid}, nil
+	s.lastTid = max(s.lastTid, meta.Tid)
+	return &txn{Txn: tx, s: s, tid: meta.Tid, release: release}, nil
 }
 
 // txn places blob files under their final names as they are stored, and
 // removes them again if the transaction aborts.
 type txn struct {
 	stack.Txn
-	s      *Storage
-	tid    stack.Tid
-	placed []string
+	s       *Storage
+	tid     stack.Tid
+	placed  []string
+	release func() // gives the commit token back, once
+}
+
+// done releases the commit token after Finish or Abort.
+func (t *txn) done() {
+	if t.release != nil {
+		t.release()
+		t.release = nil
+	}
+}
+
+// Finish commits in the child and ends the transaction.
+func (t *txn) Finish(ctx context.Context) (stack.Tid, error) {
+	tid, err := t.Txn.Finish(ctx)
+	if err == nil {
+		t.placed = nil
+		t.done()
+	}
+	return tid, err
 }
 
 func (t *txn) place(src string, oid stack.Oid, keep bool) error {
@@ -356,5 +400,6 @@ func (t *txn) Abort(ctx context.Context) error {
 		os.Remove(p)
 	}
 	t.placed = nil
+	t.done()
 	return err
 }
