@@ -16,6 +16,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 
+	"github.com/zeoraid/zeoraid/stack"
 	"github.com/zeoraid/zeoraid/stack/zeoproto"
 )
 
@@ -67,6 +68,8 @@ type raidConn struct {
 	c       *zeoproto.Client
 	timeout time.Duration
 	methods zeoproto.Dict
+	info    zeoproto.Dict // get_info of the storage
+	last    stack.Tid     // register's answer: the last transaction
 }
 
 // dial connects, registers read-only and reads the offered extension calls.
@@ -78,7 +81,8 @@ func (c *ctlTarget) dial() (*raidConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := cl.Register(ctx, c.storage, true); err != nil {
+	last, err := cl.Register(ctx, c.storage, true)
+	if err != nil {
 		cl.Close()
 		return nil, fmt.Errorf("register storage %q: %w", c.storage, err)
 	}
@@ -87,8 +91,9 @@ func (c *ctlTarget) dial() (*raidConn, error) {
 		cl.Close()
 		return nil, fmt.Errorf("get_info: %w", err)
 	}
-	rc := &raidConn{c: cl, timeout: c.timeout}
+	rc := &raidConn{c: cl, timeout: c.timeout, last: last}
 	if d, ok := info.(zeoproto.Dict); ok {
+		rc.info = d
 		if m, ok := d.Get("extensionMethods"); ok {
 			rc.methods, _ = m.(zeoproto.Dict)
 		}
@@ -190,6 +195,15 @@ func ctlCommand(rc *raidConn, cmd string, pos []string, opts map[string]bool, st
 	}
 	switch cmd {
 	case "status":
+		if _, isRAID := rc.methods.Get("raid_status"); !isRAID {
+			// A plain ZEO server (runzeo, or zeoraid without a RAID):
+			// reachable is all there is to say, with what it told us.
+			length, _ := rc.info.Get("length")
+			size, _ := rc.info.Get("size")
+			name, _ := rc.info.Get("name")
+			fmt.Fprintf(stdout, "reachable (not a RAID): storage %q, last transaction %s, %v objects, %v bytes\n", fmt.Sprint(name), rc.last.Hex(), length, size)
+			return exitOK, nil
+		}
 		s, err := rc.call("raid_status")
 		if err != nil {
 			return exitUnknown, err
