@@ -125,7 +125,7 @@ func runJobs(t *testing.T, python string, jobs []suiteJob) {
 // returns the outcome of every test. A test that hangs past perTest is
 // recorded as an error and the run resumes after it. It is safe to call
 // from several goroutines.
-func runSuites(t *testing.T, python string, enc Encoding, perTest time.Duration, classes []string) (suiteResult, error) {
+func runSuites(t *testing.T, python string, enc Encoding, perTest time.Duration, classes []string, extraEnv ...string) (suiteResult, error) {
 	work := t.TempDir()
 	out := filepath.Join(work, "result.json")
 	logs := filepath.Join(work, "server-logs")
@@ -138,7 +138,7 @@ func runSuites(t *testing.T, python string, enc Encoding, perTest time.Duration,
 		}
 		cmd := exec.Command(python, append(args, classes...)...)
 		cmd.Dir = work
-		cmd.Env = env(enc, "ZEORAID_SERVER_LOGS="+logs)
+		cmd.Env = env(enc, append([]string{"ZEORAID_SERVER_LOGS=" + logs}, extraEnv...)...)
 		output, runErr := cmd.CombinedOutput()
 		if err := readJSON(out, &res); err != nil {
 			return res, fmt.Errorf("run_suites.py (%v) left no result: %v\n%s", runErr, err, tail(output, 4000))

@@ -53,10 +53,17 @@ type ConflictError struct {
 	Committed Tid
 	Read      Tid
 	Data      []byte
+	// ClassName is the object's class (module.Class) when known, as a
+	// Python server reports it; ZODB prints it in the message.
+	ClassName string
 }
 
 func (e *ConflictError) Error() string {
-	return fmt.Sprintf("database conflict error (oid %s, serial this txn started with %s, serial currently committed %s)", e.Oid, e.Read, e.Committed)
+	class := ""
+	if e.ClassName != "" {
+		class = ", class " + e.ClassName
+	}
+	return fmt.Sprintf("database conflict error (oid %s%s, serial this txn started with %s, serial currently committed %s)", e.Oid, class, e.Read, e.Committed)
 }
 
 // Conflicts is every write conflict one vote found.

@@ -110,6 +110,11 @@ def start_zeoraid_server(storage_conf=None, zeo_conf=None, port=None, keep=False
     if blob_dir:
         storage_conf = ('<blobstorage>\nblob-dir %s\n%s\n</blobstorage>'
                         % (blob_dir, storage_conf))
+    upstream_stop = None
+    if os.environ.get('ZEORAID_CHAIN') == '1':
+        # The chain: the storage itself is served by Python's runzeo, and
+        # zeoraid serves a <zeoclient> of it.
+        storage_conf, upstream_stop = chain_upstream(storage_conf, keep)
     storage_conf = translate_storage_conf(storage_conf)
 
     if zeo_conf is None or isinstance(zeo_conf, dict):
@@ -182,10 +187,30 @@ def start_zeoraid_server(storage_conf=None, zeo_conf=None, port=None, keep=False
                 print("WARNING zeoraid did not stop; killing it")
                 proc.kill()
                 proc.wait()
+        if upstream_stop is not None:
+            upstream_stop()
         if not keep:
             _cleanup(files)
 
     return result, stop
+
+
+_original_start = None  # ZEO's own start_zeo_server, saved by install()
+
+
+def chain_upstream(storage_conf, keep):
+    """Starts Python's server on storage_conf and returns the zeoraid
+    storage section that serves it through a <zeoclient>, and the stop
+    function of the upstream server."""
+    (host, port), up_stop = _original_start(storage_conf, keep=keep)
+    m = _SECTION.search(storage_conf)
+    name = (m.group(2) if m and m.group(2) else '1')
+    blobs = ''
+    if re.search(r'^\s*blob-dir\s', storage_conf, re.M | re.I):
+        blobs = 'blob-dir %s\n' % tempfile.mkdtemp(prefix='zeoclient-blobs-', dir=os.getcwd())
+    section = ('<zeoclient %s>\nserver %s:%d\nstorage %s\n%s</zeoclient>'
+               % (name, host, port, name, blobs))
+    return section, up_stop
 
 
 def _die_with_parent():
@@ -218,6 +243,9 @@ def _cleanup(files):
 def install():
     """Makes every ZEO test server a zeoraid server."""
     import ZEO._forker
+    global _original_start
+    if _original_start is None:
+        _original_start = ZEO._forker.start_zeo_server
     ZEO._forker.start_zeo_server = start_zeoraid_server
     import ZEO.tests.forker
     ZEO.tests.forker.start_zeo_server = start_zeoraid_server

@@ -500,7 +500,7 @@ func (c *conn) runVote(tx *txnBuffer) ([]any, error) {
 			var oids []stack.Oid
 			oids, err = ut.Undo(ctx, op.undoID)
 			if err != nil {
-				return nil, asMultipleUndoErrors(err)
+				return nil, err
 			}
 			resolved = append(resolved, oids...)
 		case opBlobStore:
@@ -564,28 +564,6 @@ func (c *conn) runVote(tx *txnBuffer) ([]any, error) {
 		out = append(out, o)
 	}
 	return out, nil
-}
-
-// asMultipleUndoErrors sends an undo failure as Python's FileStorage
-// raises it: MultipleUndoErrors, a subclass of UndoError. The Python client
-// rebuilds only that class (from its "_errs" list of (oid, reason) pairs,
-// FileStorage's order, which its __str__ formats);
-// a plain UndoError reaches the application as ServerException, which
-// ZODB's undo tests and applications catching UndoError do not expect.
-func asMultipleUndoErrors(err error) error {
-	var ue *stack.UndoError
-	if !errors.As(err, &ue) {
-		return err
-	}
-	var oid any
-	if ue.Oid != 0 {
-		oid = ue.Oid.Bytes()
-	}
-	return &zeoproto.RemoteError{Class: zeoproto.ClassMultipleUndoErrors, Payload: zeoproto.Dict{
-		{Key: "_reason", Value: ue.Reason},
-		{Key: "_oid", Value: oid},
-		{Key: "_errs", Value: []any{zeoproto.Tuple{oid, ue.Reason}}},
-	}}
 }
 
 // releaseLock gives the commit lock back and stops the timeout.

@@ -117,17 +117,21 @@ func ErrorToPython(err error) (class string, payload any) {
 		}
 		return ClassPOSKeyError, Tuple{nf.Oid.Bytes()}
 	case errors.As(err, &ce):
-		return ClassConflictError, conflictDict("database conflict error", ce.Oid, ce.Committed, ce.Read)
+		return ClassConflictError, conflictDict("database conflict error", ce.Oid, ce.ClassName, ce.Committed, ce.Read)
 	case errors.As(err, &cs) && len(cs) > 0:
-		return ClassConflictError, conflictDict("database conflict error", cs[0].Oid, cs[0].Committed, cs[0].Read)
+		return ClassConflictError, conflictDict("database conflict error", cs[0].Oid, cs[0].ClassName, cs[0].Committed, cs[0].Read)
 	case errors.As(err, &rc):
-		return ClassReadConflictError, conflictDict("database read conflict error", rc.Oid, rc.Committed, rc.Read)
+		return ClassReadConflictError, conflictDict("database read conflict error", rc.Oid, "", rc.Committed, rc.Read)
 	case errors.As(err, &ue):
+		// Sent as MultipleUndoErrors, as FileStorage raises it: the only
+		// undo error class the Python client rebuilds (others reach the
+		// application as ServerException). Its message comes from _errs,
+		// a list of (oid, reason).
 		var oid any
 		if ue.Oid != 0 {
 			oid = ue.Oid.Bytes()
 		}
-		return ClassUndoError, Dict{{"_reason", ue.Reason}, {"_oid", oid}}
+		return ClassMultipleUndoErrors, Dict{{"_reason", ue.Reason}, {"_oid", oid}, {"_errs", []any{Tuple{oid, ue.Reason}}}}
 	case errors.Is(err, stack.ErrReadOnly):
 		return ClassReadOnlyError, Tuple{}
 	case errors.Is(err, stack.ErrTxnState):
@@ -153,11 +157,15 @@ func ErrorToPython(err error) (class string, payload any) {
 
 // conflictDict is the attribute dict of a Python (Read)ConflictError, keys
 // in the order the Python server sends them.
-func conflictDict(message string, oid stack.Oid, committed, read stack.Tid) Dict {
+func conflictDict(message string, oid stack.Oid, className string, committed, read stack.Tid) Dict {
+	var class any
+	if className != "" {
+		class = className
+	}
 	return Dict{
 		{"message", message},
 		{"oid", oid.Bytes()},
-		{"class_name", nil},
+		{"class_name", class},
 		{"serials", Tuple{committed.Bytes(), read.Bytes()}},
 	}
 }
@@ -236,7 +244,11 @@ func ErrorFromPython(class string, payload any) error {
 		if class == ClassReadConflictError {
 			return &stack.ReadConflictError{Oid: oid, Committed: committed, Read: read}
 		}
-		return &stack.ConflictError{Oid: oid, Committed: committed, Read: read}
+		ce := &stack.ConflictError{Oid: oid, Committed: committed, Read: read}
+		if v, ok := dict.Get("class_name"); ok {
+			ce.ClassName, _ = AsString(v)
+		}
+		return ce
 	case ClassBTreesConflictError:
 		return &stack.ConflictError{}
 	case ClassReadOnlyError:
@@ -251,18 +263,49 @@ func ErrorFromPython(class string, payload any) error {
 	case "builtins.AttributeError", "exceptions.AttributeError":
 		return fmt.Errorf("%w: %s: %s", stack.ErrNotSupported, class, text)
 	case ClassUndoError, ClassMultipleUndoErrors:
-		ue := &stack.UndoError{Reason: text}
-		if isDict {
-			if v, ok := dict.Get("_oid"); ok {
-				if b, ok := v.([]byte); ok && len(b) == 8 {
-					ue.Oid, _ = stack.OidFromBytes(b)
-				}
-			}
-		}
-		return ue
+		return undoErrorFrom(text, dict, isDict)
 	}
 	if strings.HasPrefix(class, "ZODB.") {
 		return &stack.StorageError{Class: class, Msg: text}
 	}
 	return remote
+}
+
+// undoErrorFrom reads an UndoError or MultipleUndoErrors attribute dict.
+// MultipleUndoErrors keeps (oid, reason) pairs in _errs; Python's
+// constructor passes the first pair to UndoError in that order, so its
+// _reason holds the oid and _oid the reason: _errs is the reliable part.
+func undoErrorFrom(text string, dict Dict, isDict bool) *stack.UndoError {
+	ue := &stack.UndoError{Reason: text}
+	if !isDict {
+		return ue
+	}
+	oidOf := func(v any) (stack.Oid, bool) {
+		b, ok := v.([]byte)
+		if !ok || len(b) != 8 {
+			return 0, false
+		}
+		o, _ := stack.OidFromBytes(b)
+		return o, true
+	}
+	if v, ok := dict.Get("_errs"); ok {
+		if errs, ok := Seq(v); ok && len(errs) > 0 {
+			if pair, ok := Seq(errs[0]); ok && len(pair) == 2 {
+				ue.Oid, _ = oidOf(pair[0])
+				if r, ok := AsString(pair[1]); ok {
+					ue.Reason = r
+				}
+				return ue
+			}
+		}
+	}
+	if v, ok := dict.Get("_reason"); ok {
+		if r, ok := v.(string); ok {
+			ue.Reason = r
+		}
+	}
+	if v, ok := dict.Get("_oid"); ok {
+		ue.Oid, _ = oidOf(v)
+	}
+	return ue
 }

@@ -32,8 +32,8 @@ func TestErrorToPython(t *testing.T) {
 			Dict{{"message", "database conflict error"}, {"oid", oid.Bytes()}, {"class_name", nil}, {"serials", Tuple{t1.Bytes(), t2.Bytes()}}}},
 		{&stack.ReadConflictError{Oid: oid, Committed: t1, Read: t2}, ClassReadConflictError,
 			Dict{{"message", "database read conflict error"}, {"oid", oid.Bytes()}, {"class_name", nil}, {"serials", Tuple{t1.Bytes(), t2.Bytes()}}}},
-		{&stack.UndoError{Reason: "non-undoable", Oid: oid}, ClassUndoError, Dict{{"_reason", "non-undoable"}, {"_oid", oid.Bytes()}}},
-		{&stack.UndoError{Reason: "gone"}, ClassUndoError, Dict{{"_reason", "gone"}, {"_oid", nil}}},
+		{&stack.UndoError{Reason: "non-undoable", Oid: oid}, ClassMultipleUndoErrors, Dict{{"_reason", "non-undoable"}, {"_oid", oid.Bytes()}, {"_errs", []any{Tuple{oid.Bytes(), "non-undoable"}}}}},
+		{&stack.UndoError{Reason: "gone"}, ClassMultipleUndoErrors, Dict{{"_reason", "gone"}, {"_oid", nil}, {"_errs", []any{Tuple{nil, "gone"}}}}},
 		{fmt.Errorf("main: store: %w", stack.ErrReadOnly), ClassReadOnlyError, Tuple{}},
 		{fmt.Errorf("vote: %w", stack.ErrTxnState), ClassStorageTransactionError, Tuple{"vote: transaction in wrong state"}},
 		{stack.ErrNotSupported, ClassUnsupported, Tuple{"not supported by this storage"}},
@@ -69,6 +69,7 @@ func TestErrorFromPython(t *testing.T) {
 		&stack.ConflictError{Oid: oid, Committed: t1, Read: t2},
 		&stack.ReadConflictError{Oid: oid, Committed: t1, Read: t2},
 		&stack.UndoError{Reason: "non-undoable", Oid: oid},
+		&stack.ConflictError{Oid: oid, Committed: t1, Read: t2, ClassName: "BTrees.Length.Length"},
 		&stack.StorageError{Class: "ZODB.POSException.StorageError", Msg: "x"},
 	} {
 		back := ErrorFromPython(ErrorToPython(e))
@@ -131,7 +132,7 @@ func TestErrorRepliesInPythonClient(t *testing.T) {
 		{stack.ErrReadOnly, "ZODB.POSException.ReadOnlyError"},
 		{fmt.Errorf("tpc_finish: %w", stack.ErrTxnState), "ZODB.POSException.StorageTransactionError"},
 		{&ArgError{Index: 1, Want: "bytes", Got: nil}, "builtins.TypeError"},
-		{&stack.UndoError{Reason: "no"}, "ZEO.Exceptions.ServerException"},
+		{&stack.UndoError{Reason: "no"}, "ZODB.POSException.MultipleUndoErrors"},
 		{stack.ErrNotSupported, "ZEO.Exceptions.ServerException"},
 		{&stack.StorageError{Msg: "quota"}, "ZEO.Exceptions.ServerException"},
 		{errors.New("boom"), "ZEO.Exceptions.ServerException"},
@@ -182,5 +183,20 @@ func TestPOSKeyErrorWithMessage(t *testing.T) {
 	class, payload := ErrorToPython(err)
 	if class != ClassPOSKeyError || len(payload.(Tuple)) != 1 || payload.(Tuple)[0] != "No blob file at /x" {
 		t.Fatalf("ErrorToPython = %s %v", class, payload)
+	}
+}
+
+// Python's MultipleUndoErrors puts the oid in _reason and the reason in
+// _oid (its constructor passes the (oid, reason) pair in that order); the
+// (oid, reason) list in _errs is what counts.
+func TestMultipleUndoErrorsFromPython(t *testing.T) {
+	oid := stack.Oid(1)
+	err := ErrorFromPython(ClassMultipleUndoErrors, Dict{
+		{"_reason", oid.Bytes()}, {"_oid", "Some data were modified by a later transaction"},
+		{"_errs", []any{Tuple{oid.Bytes(), "Some data were modified by a later transaction"}}},
+	})
+	var ue *stack.UndoError
+	if !errors.As(err, &ue) || ue.Oid != oid || ue.Reason != "Some data were modified by a later transaction" {
+		t.Fatalf("got %#v", err)
 	}
 }
