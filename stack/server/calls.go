@@ -296,14 +296,7 @@ func infoDict(info stack.Info) zeoproto.Dict {
 // loadBefore holds the visibility lock shared from the load until its reply
 // is queued (see mountState).
 func (c *conn) loadBefore(id any, a zeoproto.Args) error {
-	if err := a.Need(2, 2); err != nil {
-		return err
-	}
-	oid, err := a.Oid(0)
-	if err != nil {
-		return err
-	}
-	before, err := a.Tid(1)
+	oid, before, err := oidSerial(a, 2)
 	if err != nil {
 		return err
 	}
@@ -327,14 +320,7 @@ func (c *conn) loadBefore(id any, a zeoproto.Args) error {
 }
 
 func (c *conn) loadSerial(id any, a zeoproto.Args) error {
-	if err := a.Need(2, 2); err != nil {
-		return err
-	}
-	oid, err := a.Oid(0)
-	if err != nil {
-		return err
-	}
-	serial, err := a.Tid(1)
+	oid, serial, err := oidSerial(a, 2)
 	if err != nil {
 		return err
 	}
@@ -455,11 +441,7 @@ func (c *conn) recordIternext(id any, a zeoproto.Args) error {
 // sendBlob streams a committed blob as receiveBlob* messages, all queued
 // before the reply (§3.2.23).
 func (c *conn) sendBlob(id any, a zeoproto.Args) error {
-	oid, err := a.Oid(0)
-	if err != nil {
-		return err
-	}
-	serial, err := a.Tid(1)
+	oid, serial, err := oidSerial(a, 2)
 	if err != nil {
 		return err
 	}

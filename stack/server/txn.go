@@ -153,14 +153,7 @@ func (c *conn) buffer(id any, op txnOp) error {
 }
 
 func (c *conn) storea(a zeoproto.Args) error {
-	if err := a.Need(4, 4); err != nil {
-		return err
-	}
-	oid, err := a.Oid(0)
-	if err != nil {
-		return err
-	}
-	serial, err := newObjectSerial(a, 1)
+	oid, serial, err := oidSerial(a, 4)
 	if err != nil {
 		return err
 	}
@@ -171,25 +164,27 @@ func (c *conn) storea(a zeoproto.Args) error {
 	return c.buffer(a[3], txnOp{kind: opStore, oid: oid, serial: serial, data: data})
 }
 
-// newObjectSerial reads the serial a store is based on. None is what
-// ZODB passes for an object it creates (ZODB.tests.MTStorage does, and
-// Python storages accept it): it means z64, "no previous revision".
-func newObjectSerial(a zeoproto.Args, i int) (stack.Tid, error) {
-	if i < len(a) && a[i] == nil {
-		return 0, nil
-	}
-	return a.Tid(i)
-}
-
-func (c *conn) checkCurrentSerial(a zeoproto.Args) error {
-	if err := a.Need(3, 3); err != nil {
-		return err
+// oidSerial checks that a call has n arguments and reads the first two:
+// an oid and a serial. A None serial is what ZODB passes for an object it
+// creates (ZODB.tests.MTStorage does, and Python storages accept it): it
+// means z64, "no previous revision".
+func oidSerial(a zeoproto.Args, n int) (stack.Oid, stack.Tid, error) {
+	if err := a.Need(n, n); err != nil {
+		return 0, 0, err
 	}
 	oid, err := a.Oid(0)
 	if err != nil {
-		return err
+		return 0, 0, err
+	}
+	if a[1] == nil {
+		return oid, 0, nil
 	}
 	serial, err := a.Tid(1)
+	return oid, serial, err
+}
+
+func (c *conn) checkCurrentSerial(a zeoproto.Args) error {
+	oid, serial, err := oidSerial(a, 3)
 	if err != nil {
 		return err
 	}
@@ -197,14 +192,7 @@ func (c *conn) checkCurrentSerial(a zeoproto.Args) error {
 }
 
 func (c *conn) restorea(a zeoproto.Args) error {
-	if err := a.Need(5, 5); err != nil {
-		return err
-	}
-	oid, err := a.Oid(0)
-	if err != nil {
-		return err
-	}
-	serial, err := a.Tid(1)
+	oid, serial, err := oidSerial(a, 5)
 	if err != nil {
 		return err
 	}
@@ -224,14 +212,7 @@ func (c *conn) restorea(a zeoproto.Args) error {
 }
 
 func (c *conn) deleteObject(a zeoproto.Args) error {
-	if err := a.Need(3, 3); err != nil {
-		return err
-	}
-	oid, err := a.Oid(0)
-	if err != nil {
-		return err
-	}
-	serial, err := a.Tid(1)
+	oid, serial, err := oidSerial(a, 3)
 	if err != nil {
 		return err
 	}
@@ -298,14 +279,7 @@ func (c *conn) storeBlobChunk(a zeoproto.Args) error {
 }
 
 func (c *conn) storeBlobEnd(a zeoproto.Args) error {
-	if err := a.Need(4, 4); err != nil {
-		return err
-	}
-	oid, err := a.Oid(0)
-	if err != nil {
-		return err
-	}
-	serial, err := newObjectSerial(a, 1)
+	oid, serial, err := oidSerial(a, 4)
 	if err != nil {
 		return err
 	}
@@ -333,14 +307,7 @@ func (c *conn) storeBlobEnd(a zeoproto.Args) error {
 // one character), resolved inside the oid's directory; anything else is an
 // attack and closes the connection (§3.2.18).
 func (c *conn) storeBlobShared(a zeoproto.Args) error {
-	if err := a.Need(5, 5); err != nil {
-		return err
-	}
-	oid, err := a.Oid(0)
-	if err != nil {
-		return err
-	}
-	serial, err := newObjectSerial(a, 1)
+	oid, serial, err := oidSerial(a, 5)
 	if err != nil {
 		return err
 	}
