@@ -24,6 +24,10 @@ func blobFS(t *testing.T) *filestorage.Storage {
 	return s
 }
 
+// blobRecord is the pickle ZODB writes for a Blob (class, then state):
+// it names ZODB.blob, as recovery expects of records with blobs.
+var blobRecord = []byte("\x80\x03cZODB.blob\nBlob\nq\x00.\x80\x03N.")
+
 // Blobs are mirrored with their bytes to every child, and copied by a
 // recovery.
 func TestBlobsMirrored(t *testing.T) {
@@ -44,7 +48,7 @@ func TestBlobsMirrored(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := txn.(stack.BlobTxn).StoreBlob(ctx, 1, 0, []byte("blob record"), staged); err != nil {
+	if err := txn.(stack.BlobTxn).StoreBlob(ctx, 1, 0, blobRecord, staged); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := txn.Vote(ctx); err != nil {

@@ -180,7 +180,6 @@ func Open(ctx context.Context, cfg Config) (*Storage, error) {
 		stop:             make(chan struct{}),
 		autoRecoverEvery: 10 * time.Second,
 	}
-	blobs := 0
 	for i, st := range cfg.Children {
 		name := cfg.Names[i]
 		if name == "" {
@@ -189,28 +188,48 @@ func Open(ctx context.Context, cfg Config) (*Storage, error) {
 		if _, dup := r.byName[name]; dup {
 			return nil, fmt.Errorf("duplicate child name %q", name)
 		}
-		caps := st.Capabilities()
-		if !caps.Restore {
-			return nil, fmt.Errorf("child %q cannot be a mirror: it does not accept the RAID's tids (no restore capability)", name)
-		}
-		if caps.Blobs {
-			blobs++
-		}
 		c := &child{name: name, index: i, st: st, expect: map[stack.Tid]bool{}, commitsAtDegrade: -1}
 		r.children = append(r.children, c)
 		r.byName[name] = c
 	}
-	if blobs != 0 && blobs != len(cfg.Children) {
+	lasts, errs := r.probe(ctx)
+	// A child that cannot be reached (a remote server that is down) cannot
+	// tell what it supports yet: the capabilities are those of the children
+	// that answered, and Recover checks the others when they come back.
+	var reached []*child
+	for i, c := range r.children {
+		if errs[i] == nil {
+			reached = append(reached, c)
+		}
+	}
+	if len(reached) == 0 {
+		reached = r.children
+	}
+	blobs := 0
+	for _, c := range reached {
+		caps := c.st.Capabilities()
+		if !caps.Restore {
+			return nil, fmt.Errorf("child %q cannot be a mirror: it does not accept the RAID's tids (no restore capability)", c.name)
+		}
+		if caps.Blobs {
+			blobs++
+		}
+	}
+	if blobs != 0 && blobs != len(reached) {
 		var without []string
-		for _, c := range r.children {
+		for _, c := range reached {
 			if !c.st.Capabilities().Blobs {
 				without = append(without, c.name)
 			}
 		}
 		return nil, fmt.Errorf("children %q have no blob support but others do: a RAID serving blobs needs blobs on every child", without)
 	}
-	r.caps = intersectCaps(cfg.Children)
-	r.start(ctx)
+	stores := make([]stack.Storage, len(reached))
+	for i, c := range reached {
+		stores[i] = c.st
+	}
+	r.caps = intersectCaps(stores)
+	r.start(ctx, lasts, errs)
 	r.notifier = stack.NewNotifier(r.last)
 	for _, c := range r.children {
 		c.events = make(chan stack.Event, 16)
@@ -244,16 +263,38 @@ func intersectCaps(children []stack.Storage) stack.Capabilities {
 	return all
 }
 
-// start asks every child for its last tid in parallel and sets the states,
-// the RAID's last tid and its oid counter.
-func (r *Storage) start(ctx context.Context) {
+// probeEvery is how often probe asks a child that is not reachable yet.
+const probeEvery = 100 * time.Millisecond
+
+// probe asks every child for its last tid in parallel. A child that fails
+// with a backend failure (a remote server still connecting, or down) is
+// asked again until call-timeout: "could not open / connect within
+// call-timeout" (raid.md §2).
+func (r *Storage) probe(ctx context.Context) ([]stack.Tid, []error) {
 	lasts := make([]stack.Tid, len(r.children))
 	errs := make([]error, len(r.children))
 	r.parallel(r.children, func(i int, c *child) {
 		cctx, cancel := r.callCtx(ctx)
 		defer cancel()
-		lasts[i], errs[i] = c.st.LastTransaction(cctx)
+		for {
+			lasts[i], errs[i] = c.st.LastTransaction(cctx)
+			if errs[i] == nil || !stack.IsBackendFailure(errs[i]) {
+				return
+			}
+			select {
+			case <-cctx.Done():
+				return
+			case <-time.After(probeEvery):
+			}
+		}
 	})
+	return lasts, errs
+}
+
+// start applies the start-up rule to the children's last tids (or the
+// errors asking for them) and sets the RAID's last tid and its oid
+// counter.
+func (r *Storage) start(ctx context.Context, lasts []stack.Tid, errs []error) {
 	var max stack.Tid
 	for i, c := range r.children {
 		if errs[i] != nil {
@@ -654,12 +695,17 @@ func (r *Storage) Watch(ch chan<- stack.Event) stack.Tid { return r.notifier.Wat
 func (r *Storage) Unwatch(ch chan<- stack.Event) { r.notifier.Unwatch(ch) }
 
 // Info implements stack.Storage: the size and length of one optimal child,
-// under the RAID's own name.
+// under the RAID's own name. With no optimal child left it answers with the name only (length and
+// size unknown), so that a failed RAID can still be registered with and
+// managed (zeoraid ctl asks get_info before raid_status).
 func (r *Storage) Info(ctx context.Context) (info stack.Info, err error) {
 	err = r.read(ctx, "getInfo", func(ctx context.Context, s stack.Storage) error {
 		info, err = s.Info(ctx)
 		return err
 	})
+	if errors.Is(err, errNoChild) {
+		info, err = stack.Info{}, nil
+	}
 	info.Name = r.path
 	return info, err
 }
@@ -698,9 +744,16 @@ func (r *Storage) watchChild(c *child) {
 	defer r.watch.Done()
 	for ev := range c.events {
 		r.mu.Lock()
-		if c.expect[ev.Tid] {
+		switch {
+		case c.expect[ev.Tid]:
 			delete(c.expect, ev.Tid)
-		} else if c.state != Degraded {
+		case c.state == Degraded:
+		case c.state == Recovering && ev.Tid <= r.last:
+			// A remote child connecting (for the first time, or to a
+			// server that was away) announces its last transaction, one
+			// of the RAID's history or a foreign one from before: the
+			// recovery compares the histories and tells.
+		default:
 			r.degradeLocked(c, "foreign commit "+ev.Tid.String())
 		}
 		r.mu.Unlock()

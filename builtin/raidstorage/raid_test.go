@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -406,20 +407,36 @@ func TestUndoMirrored(t *testing.T) {
 	if err != nil || len(log) != 2 {
 		t.Fatalf("undoLog %v, %v", log, err)
 	}
+	events := make(chan stack.Event, 4)
+	r.Watch(events)
+	defer r.Unwatch(events)
 	txn, err := r.Begin(ctx, stack.TxnMeta{Description: []byte("undo")})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The children undo at vote: Undo has no oids yet, Vote has them.
 	oids, err := txn.(stack.UndoTxn).Undo(ctx, log[0].ID)
-	if err != nil || len(oids) != 2 {
-		t.Fatalf("undo = %v, %v", oids, err)
+	if err != nil || len(oids) != 0 {
+		t.Fatalf("undo = %v, %v; want no oids before vote", oids, err)
 	}
-	if _, err := txn.Vote(ctx); err != nil {
+	oids, err = txn.Vote(ctx)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if fmt.Sprint(sortOids(oids)) != "[0x0000000000000001 0x0000000000000002]" {
+		t.Fatalf("vote returned %v, want the undone oids 0x01 0x02", oids)
 	}
 	tid, err := txn.Finish(ctx)
 	if err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case ev := <-events:
+		if ev.Tid != tid || fmt.Sprint(sortOids(ev.Oids)) != "[0x0000000000000001 0x0000000000000002]" {
+			t.Fatalf("undo's event = %s %v, want %s [1 2]", ev.Tid, ev.Oids, tid)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event for the undo")
 	}
 	identical(t, tid, a, b)
 	for _, c := range []stack.Storage{a, b} {
@@ -446,5 +463,36 @@ func TestPackOnAllChildren(t *testing.T) {
 		if _, err := c.LoadSerial(ctx, 1, t1); err == nil {
 			t.Fatal("a child kept a revision the pack removes")
 		}
+	}
+}
+
+func sortOids(oids []stack.Oid) []stack.Oid {
+	out := slices.Clone(oids)
+	slices.Sort(out)
+	return out
+}
+
+// TestUndoErrorAtVote: undoing an unknown transaction fails at vote with
+// the children's UndoError, degrading nobody.
+func TestUndoErrorAtVote(t *testing.T) {
+	a, b := mapping(), mapping()
+	r, _ := newRAID(t, opts(), a, b)
+	ctx := ctxT(t)
+	commit(t, r, "a1", 1)
+	txn, err := r.Begin(ctx, stack.TxnMeta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer txn.Abort(ctx)
+	if _, err := txn.(stack.UndoTxn).Undo(ctx, []byte("no such transaction")); err != nil {
+		t.Fatalf("undo = %v; want the error at vote", err)
+	}
+	_, err = txn.Vote(ctx)
+	var ue *stack.UndoError
+	if !errors.As(err, &ue) {
+		t.Fatalf("vote = %v, want an UndoError", err)
+	}
+	if r.Status() != raidstorage.StatusOptimal {
+		t.Fatalf("status %s after a logical undo error: %v", r.Status(), r.Details())
 	}
 }

@@ -1,6 +1,7 @@
 package raidstorage
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,18 @@ import (
 type Emptier interface {
 	// Empty drops every transaction; the storage is then as new.
 	Empty(ctx context.Context) error
+}
+
+// Replaceable is implemented by children that stand for a server an
+// operator may replace by an empty one (a remote ZEO server): such a child
+// refuses a server that is behind what it has seen, to protect its cache,
+// until a recovery asks it to take it. Recover asks; the recovery then
+// compares the histories itself.
+type Replaceable interface {
+	// AcceptReplacement(true) lets the child connect to a server whose
+	// last transaction is older than the last it has seen, until
+	// AcceptReplacement(false).
+	AcceptReplacement(accept bool)
 }
 
 // Recovery phases shown by raid_details.
@@ -103,11 +116,11 @@ func (r *Storage) Recover(name string, rebuild bool) error {
 	if _, ok := stack.AsIterator(src.st); !ok {
 		return fmt.Errorf("source %q cannot be iterated", src.name)
 	}
-	if _, ok := stack.AsIterator(c.st); !ok {
-		return fmt.Errorf("%q cannot be iterated", name)
-	}
 	if _, ok := c.st.(Emptier); rebuild && !ok {
 		return fmt.Errorf("%q cannot be emptied for a rebuild: replace it with an empty storage and recover", name)
+	}
+	if rp, ok := c.st.(Replaceable); ok {
+		rp.AcceptReplacement(true)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	rec := &recovery{target: c, source: src, rebuild: rebuild, ctx: ctx, cancel: cancel,
@@ -122,6 +135,11 @@ func (r *Storage) Recover(name string, rebuild bool) error {
 func (r *Storage) runRecovery(rec *recovery) {
 	defer r.bg.Done()
 	defer rec.cancel()
+	if rp, ok := rec.target.st.(Replaceable); ok {
+		// Once recovered (or not), the child refuses a server that went
+		// back again: that is a failure, not a replacement.
+		defer rp.AcceptReplacement(false)
+	}
 	log := r.log.WithFields(logrus.Fields{"child": rec.target.name, "source": rec.source.name})
 	log.WithField("rebuild", rec.rebuild).Info("recovery started")
 	err := r.recoverChild(rec, log)
@@ -142,6 +160,17 @@ func (r *Storage) runRecovery(rec *recovery) {
 // recoverChild verifies, copies and switches (raid.md §5).
 func (r *Storage) recoverChild(rec *recovery, log logrus.FieldLogger) error {
 	ctx := rec.ctx
+	// A replaced server may still be connecting: give it call-timeout.
+	if err := r.reachable(ctx, rec.target); err != nil {
+		return fmt.Errorf("lastTransaction: %w", err)
+	}
+	// What a child supports is known once it answers (a remote server).
+	if missing := missingCaps(rec.target.st.Capabilities(), r.caps); missing != "" {
+		return fmt.Errorf("%q cannot be a mirror of this RAID: it has no %s support", rec.target.name, missing)
+	}
+	if _, ok := stack.AsIterator(rec.target.st); !ok {
+		return fmt.Errorf("%q cannot be iterated", rec.target.name)
+	}
 	if rec.rebuild {
 		cctx, cancel := r.callCtx(ctx)
 		err := rec.target.st.(Emptier).Empty(cctx)
@@ -209,6 +238,24 @@ func (r *Storage) recoverChild(rec *recovery, log logrus.FieldLogger) error {
 	log.WithFields(logrus.Fields{"copied": rec.copied, "bytes": rec.bytes, "seconds": time.Since(rec.started).Seconds(),
 		"status": r.statusLocked()}).Info("recovery finished: child optimal")
 	return nil
+}
+
+// reachable waits until c answers LastTransaction, retrying backend
+// failures until call-timeout.
+func (r *Storage) reachable(ctx context.Context, c *child) error {
+	cctx, cancel := r.callCtx(ctx)
+	defer cancel()
+	for {
+		_, err := c.st.LastTransaction(cctx)
+		if err == nil || !stack.IsBackendFailure(err) {
+			return err
+		}
+		select {
+		case <-cctx.Done():
+			return err
+		case <-time.After(probeEvery):
+		}
+	}
 }
 
 func (r *Storage) commitCount() int64 {
@@ -389,7 +436,7 @@ func (r *Storage) copyTxn(ctx context.Context, rec *recovery, tr stack.TxnRecord
 	for _, d := range tr.Records {
 		size += int64(len(d.Data))
 		blob := ""
-		if blobs && d.Data != nil {
+		if blobs && isBlobRecord(d.Data) {
 			err := call(func(ctx context.Context) (err error) { blob, err = srcBlobs.LoadBlob(ctx, d.Oid, tr.Tid); return err })
 			var nf *stack.NotFoundError
 			if errors.As(err, &nf) {
@@ -419,8 +466,7 @@ func (r *Storage) copyTxn(ctx context.Context, rec *recovery, tr stack.TxnRecord
 	}
 	var tid stack.Tid
 	if err := call(func(ctx context.Context) (err error) { tid, err = txn.Finish(ctx); return err }); err != nil {
-		txn = nil
-		return fail("tpc_finish", err)
+		return fail("tpc_finish", err) // its Abort frees a child that kept the transaction
 	}
 	if tid != tr.Tid {
 		return fmt.Errorf("restored %s as %s", tr.Tid, tid)
@@ -501,4 +547,37 @@ func (r *Storage) autoRecover() {
 			}
 		}
 	}
+}
+
+// missingCaps names the first capability of want (a RAID's) that have (a
+// child's) lacks: restore always counts, since the RAID writes with its
+// own tids. "" when none is missing.
+func missingCaps(have, want stack.Capabilities) string {
+	switch {
+	case !have.Restore:
+		return "restore"
+	case want.Iterate && !have.Iterate:
+		return "iteration"
+	case want.Blobs && !have.Blobs:
+		return "blob"
+	case want.Undo && !have.Undo:
+		return "undo"
+	case want.Pack && !have.Pack:
+		return "pack"
+	case want.Delete && !have.Delete:
+		return "deleteObject"
+	}
+	return ""
+}
+
+// blobClass is in the pickle of every ZODB.blob.Blob record.
+var blobClass = []byte("ZODB.blob")
+
+// isBlobRecord reports whether a data record may have a blob, as ZODB's
+// is_blob_record decides: its pickle names the ZODB.blob module. Only
+// those records are asked for a blob during a copy, as ZODB's own
+// copyTransactionsFrom does, which spares a remote source a sendBlob round
+// trip for every other record.
+func isBlobRecord(data []byte) bool {
+	return data != nil && bytes.Contains(data, blobClass)
 }

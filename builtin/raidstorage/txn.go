@@ -173,43 +173,19 @@ func (t *txn) RestoreBlob(ctx context.Context, oid stack.Oid, data []byte, blobP
 	return t.add(ctx, txnOp{kind: opRestoreBlob, oid: oid, data: data, blob: blobPath, prevTxn: prevTxn})
 }
 
-// Undo implements stack.UndoTxn. The oids are found by a dry run on one
-// optimal child (begin, undo, abort) under the RAID's commit lock, which
-// also reports an UndoError at once; the real undo runs on every child at
-// vote.
+// Undo implements stack.UndoTxn. Nothing reaches the children before
+// Vote: every child undoes the transaction there, in the RAID's
+// transaction, so Undo returns no oids and Vote returns the children's
+// (the contract lets Vote report what the storage changed on its own). An
+// UndoError comes from Vote too, as from Python's ZEO server.
 func (t *txn) Undo(ctx context.Context, id []byte) ([]stack.Oid, error) {
-	r := t.r
-	if !r.caps.Undo {
+	if !t.r.caps.Undo {
 		return nil, stack.ErrNotSupported
 	}
 	if t.state != txnOpen {
 		return nil, fmt.Errorf("undo after vote or end: %w", stack.ErrTxnState)
 	}
-	if err := r.lock(ctx); err != nil {
-		return nil, err
-	}
-	var oids []stack.Oid
-	err := r.read(ctx, "undo", func(cctx context.Context, s stack.Storage) error {
-		ct, err := s.Begin(cctx, stack.TxnMeta{})
-		if err != nil {
-			return err
-		}
-		defer ct.Abort(context.WithoutCancel(cctx))
-		ut, ok := ct.(stack.UndoTxn)
-		if !ok {
-			return stack.ErrNotSupported
-		}
-		oids, err = ut.Undo(cctx, id)
-		return err
-	})
-	r.unlock()
-	if err != nil {
-		return nil, err
-	}
-	if err := t.add(ctx, txnOp{kind: opUndo, undoID: clone(id)}); err != nil {
-		return nil, err
-	}
-	return oids, nil
+	return nil, t.add(ctx, txnOp{kind: opUndo, undoID: clone(id)})
 }
 
 // lock takes the RAID's commit lock, or fails with ctx's error.
@@ -323,7 +299,20 @@ func (t *txn) Vote(ctx context.Context) ([]stack.Oid, error) {
 	t.parts = yes
 	t.state = txnVoted
 	t.oids = t.eventOids(answer)
-	return append([]stack.Oid(nil), answer.resolved...), nil
+	return answer.changed(), nil
+}
+
+// dedupOids drops repeated oids, keeping the first occurrence's order.
+func dedupOids(oids []stack.Oid) []stack.Oid {
+	seen := make(map[stack.Oid]bool, len(oids))
+	out := make([]stack.Oid, 0, len(oids))
+	for _, o := range oids {
+		if !seen[o] {
+			seen[o] = true
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // eventOids lists the oids the transaction changes, for the watchers.
@@ -351,13 +340,20 @@ func (t *txn) eventOids(p *part) []stack.Oid {
 	return out
 }
 
+// changed lists the oids the child changed on its own: those it undid
+// and those its vote reported. Children report undone oids at Undo or at
+// Vote (a ZEO server reports them at vote), so only the union compares.
+func (p *part) changed() []stack.Oid {
+	return dedupOids(append(slices.Clone(p.undone), p.resolved...))
+}
+
 // signature summarises a child's vote for comparison: its error, or the
 // oids it resolved.
 func (p *part) signature() string {
 	if p.err != nil {
 		return errSignature(p.err)
 	}
-	return fmt.Sprintf("ok %v", sortedOids(p.resolved))
+	return fmt.Sprintf("ok %v", sortedOids(p.changed()))
 }
 
 func sortedOids(oids []stack.Oid) []stack.Oid {
@@ -550,6 +546,7 @@ func (t *txn) Finish(ctx context.Context) (stack.Tid, error) {
 		case errs[i] != nil:
 			r.forget(p.c, t.tid)
 			r.degrade(p.c, "tpc_finish failed: "+errs[i].Error())
+			t.abortParts([]*part{p}) // a child may hold its transaction open after a failed finish
 		case tids[i] != t.tid:
 			r.degrade(p.c, reasonInconsistent+"lastTransaction")
 		default:

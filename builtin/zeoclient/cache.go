@@ -237,6 +237,15 @@ func (c *cache) setLast(tid stack.Tid) {
 	}
 }
 
+// rewind forgets everything and takes tid as the last transaction: the
+// server was replaced by one that is behind.
+func (c *cache) rewind(tid stack.Tid) {
+	c.clear()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.last = tid
+}
+
 // clear forgets everything.
 func (c *cache) clear() {
 	c.mu.Lock()

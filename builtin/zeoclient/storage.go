@@ -50,6 +50,10 @@ type Storage struct {
 	lastAddr  string
 	info      remoteInfo
 	ready     chan struct{} // closed when the first connection is registered
+	// replace: the next connection may register with a server that is
+	// behind what this node has seen (AcceptReplacement).
+	replace bool
+	kick    chan struct{} // wakes the reconnection loop early
 
 	oidMu sync.Mutex
 	oids  []stack.Oid
@@ -58,6 +62,12 @@ type Storage struct {
 	evMu      sync.Mutex
 	finishing bool          // a tpc_finish is in flight: hold foreign events
 	held      []stack.Event // foreign events that arrived meanwhile
+	// rewound: the server is a replacement behind what the watchers have
+	// been sent; remoteLast is its last tid. Its commits up to the
+	// notifier's last tid are not published again (watchers saw those
+	// tids); past it, the node is back to normal.
+	rewound    bool
+	remoteLast stack.Tid
 
 	nextTxn atomic.Int64
 	stop    chan struct{}
@@ -118,6 +128,7 @@ func Open(ctx context.Context, path string, o Options, log logrus.FieldLogger) (
 		notifier: stack.NewNotifier(0),
 		commit:   make(chan struct{}, 1),
 		ready:    make(chan struct{}),
+		kick:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 	}
 	if o.CacheSize > 0 {
@@ -189,9 +200,44 @@ func (s *Storage) run() {
 		select {
 		case <-s.stop:
 			return
+		case <-s.kick:
+			delay = minRetry
 		case <-time.After(wait):
 		}
 	}
+}
+
+// AcceptReplacement, while accept is set, lets a connection register with
+// a server whose last transaction is older than the last this node has
+// seen, which the node otherwise refuses: an empty or restored server put
+// in place of a failed one, which its user (a RAID recovery, which
+// compares histories itself) is about to fill. The load cache is dropped
+// when that happens, and the replacement's commits up to the last tid the
+// watchers were sent are not sent again. Accepting tries the reconnection
+// at once; it ends with the first connection registered, or with
+// AcceptReplacement(false).
+func (s *Storage) AcceptReplacement(accept bool) {
+	s.mu.Lock()
+	s.replace = accept
+	s.mu.Unlock()
+	if !accept {
+		return
+	}
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// lastSeen is the server's last tid as far as the node knows: the
+// notifier's, or the replacement's while it is behind.
+func (s *Storage) lastSeen() stack.Tid {
+	s.evMu.Lock()
+	defer s.evMu.Unlock()
+	if s.rewound {
+		return s.remoteLast
+	}
+	return s.notifier.Last()
 }
 
 // upgradeInterval is how often a node that fell back to a read-only
@@ -424,10 +470,19 @@ func infoSizes(d zeoproto.Dict, length, size int64) (int64, int64) {
 func (s *Storage) catchUp(ctx context.Context, ss *session, server stack.Tid) error {
 	s.mu.Lock()
 	seen := s.connected
+	replace := s.replace
 	s.mu.Unlock()
-	last := s.notifier.Last()
+	last := s.lastSeen()
 	var ev *stack.Event
 	switch {
+	case server < last && seen && replace:
+		if s.cache != nil {
+			s.cache.rewind(server)
+		}
+		s.evMu.Lock()
+		s.rewound, s.remoteLast = true, server
+		s.evMu.Unlock()
+		s.log.WithFields(logrus.Fields{"server": server.String(), "seen": last.String()}).Warn("accepted a replacement server behind the last transaction seen; dropped the load cache")
 	case !seen || server == last:
 		// First connection: nothing was loaded through this node yet, so
 		// nothing can be stale; the first event starts at the server's tid.
@@ -459,6 +514,11 @@ func (s *Storage) catchUp(ctx context.Context, ss *session, server stack.Tid) er
 		}
 		s.publish(*ev)
 	}
+	// AcceptReplacement is good for one connection: a later server that
+	// is behind is refused again.
+	s.mu.Lock()
+	s.replace = false
+	s.mu.Unlock()
 	// Invalidations queued meanwhile: those after the server's tid, in order.
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
@@ -614,6 +674,13 @@ func (s *Storage) publish(ev stack.Event) {
 }
 
 func (s *Storage) publishLocked(ev stack.Event) {
+	if s.rewound {
+		if ev.Tid <= s.notifier.Last() {
+			s.remoteLast = max(s.remoteLast, ev.Tid)
+			return
+		}
+		s.rewound = false
+	}
 	if err := s.notifier.Publish(ev); err != nil {
 		s.log.WithError(err).Error("event out of order; dropped")
 	}
@@ -634,7 +701,7 @@ func (s *Storage) endFinish(own *stack.Event) {
 		s.publishLocked(*own)
 	}
 	for _, ev := range s.held {
-		if ev.Tid > s.notifier.Last() {
+		if s.rewound || ev.Tid > s.notifier.Last() {
 			s.publishLocked(ev)
 		}
 	}
@@ -773,7 +840,7 @@ func (s *Storage) LastTransaction(ctx context.Context) (stack.Tid, error) {
 	if _, err := s.current(); err != nil {
 		return 0, s.opErr("lastTransaction", nil, nil, err)
 	}
-	return s.notifier.Last(), nil
+	return s.lastSeen(), nil
 }
 
 // NewOIDs implements stack.Storage: oids come from new_oids in batches of

@@ -65,6 +65,9 @@ type txnOp struct {
 	prev   stack.Tid // restore's prev_txn
 	blob   string    // the blob file (opBlob)
 	undoID []byte
+	// restored marks a blob store made by RestoreBlob: its serial is the
+	// remote's current one, so it needs no existence check.
+	restored bool
 }
 
 // pendingBlob is a blob file the transaction stored.
@@ -288,11 +291,77 @@ func (t *Txn) StoreBlob(ctx context.Context, oid stack.Oid, serial stack.Tid, da
 	return nil
 }
 
-// RestoreBlob implements stack.BlobTxn. ZEO has no remote restoreBlob
-// (ClientStorage does not offer IBlobStorageRestoreable), so it is not
-// supported.
+// RestoreBlob implements stack.BlobTxn for copying a history into the
+// remote (RAID recovery). ZEO has no remote restoreBlob, so the record is
+// sent as a blob store (storea and storeBlobStart/Chunk/End) inside the
+// restore transaction, begun with the explicit tid and status, and with
+// the oid's current serial on the remote as the serial: the remote equals
+// the source up to this tid, so the store cannot conflict and commits the
+// same data and blob under the transaction's tid. prevTxn is not sent: a
+// blob store always writes its data (no backpointer), which no reader can
+// tell apart. Like StoreBlob, the transaction takes over blobPath.
 func (t *Txn) RestoreBlob(ctx context.Context, oid stack.Oid, data []byte, blobPath string, prevTxn stack.Tid) error {
-	return t.s.opErr("restoreBlob", &oid, nil, fmt.Errorf("%w: ZEO cannot restore blobs remotely", stack.ErrNotSupported))
+	fail := func(err error) error { return t.s.opErr("restoreBlob", &oid, nil, err) }
+	if !t.s.Capabilities().Blobs {
+		return fail(fmt.Errorf("%w: no blob support (the remote has none, or blob-dir is not set)", stack.ErrNotSupported))
+	}
+	if t.meta.Tid == 0 {
+		return fail(fmt.Errorf("%w: restoreBlob needs a transaction begun with an explicit tid", stack.ErrTxnState))
+	}
+	if len(data) == 0 {
+		return fail(fmt.Errorf("%w: a blob record needs its data", stack.ErrEmptyData))
+	}
+	if err := t.check(txnOpen); err != nil {
+		return fail(err)
+	}
+	if _, err := os.Stat(blobPath); err != nil {
+		return fail(err)
+	}
+	serial, err := t.currentSerial(ctx, oid)
+	if err != nil {
+		return fail(err)
+	}
+	path := blobPath
+	if t.s.opts.SharedBlobDir {
+		staged, err := t.s.blobs.stageShared(oid, blobPath)
+		if err != nil {
+			return fail(err)
+		}
+		path = staged
+	}
+	t.write(&txnOp{kind: opBlob, oid: oid, serial: serial, data: data, blob: path, restored: true})
+	return nil
+}
+
+// currentSerial asks the remote for the tid of oid's newest record (0 for
+// an object it does not have), bypassing the cache.
+func (t *Txn) currentSerial(ctx context.Context, oid stack.Oid) (stack.Tid, error) {
+	r, err := t.ss.c.Call(ctx, "history", oid, 1)
+	var nf *stack.NotFoundError
+	if errors.As(err, &nf) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("history: %w", err)
+	}
+	list, _ := zeoproto.Seq(r)
+	if len(list) == 0 {
+		return 0, nil
+	}
+	d, ok := list[0].(zeoproto.Dict)
+	if !ok {
+		return 0, fmt.Errorf("history entry is %s, want a dict", zeoproto.TypeName(list[0]))
+	}
+	v, ok := d.Get("tid")
+	if !ok {
+		v, _ = d.Get("serial")
+	}
+	b, _ := zeoproto.AsBytes(v)
+	tid, err := stack.TidFromBytes(b)
+	if err != nil {
+		return 0, fmt.Errorf("history entry: %w", err)
+	}
+	return tid, nil
 }
 
 // send writes the buffered operations to the server.
@@ -395,7 +464,7 @@ const existCheckers = 32
 func (t *Txn) startExistChecks(ctx context.Context) []*existCheck {
 	var checks []*existCheck
 	for _, op := range t.ops {
-		if (op.kind != opStore && op.kind != opBlob && op.kind != opDelete) || op.serial == 0 {
+		if (op.kind != opStore && op.kind != opBlob && op.kind != opDelete) || op.serial == 0 || op.restored {
 			continue
 		}
 		if t.s.cache != nil && t.s.cache.knows(op.oid, op.serial) {
@@ -536,6 +605,11 @@ func conflictFromDict(d zeoproto.Dict) (*stack.ConflictError, error) {
 func (t *Txn) Finish(ctx context.Context) (stack.Tid, error) {
 	fail := func(err error) (stack.Tid, error) { return 0, t.s.opErr("tpc_finish", nil, nil, err) }
 	if err := t.check(txnVoted); err != nil {
+		if t.state == txnVoted {
+			// The connection is gone (the server aborts the transaction):
+			// the node is free for the next one.
+			t.end()
+		}
 		return fail(err)
 	}
 	s := t.s
@@ -546,8 +620,8 @@ func (t *Txn) Finish(ctx context.Context) (stack.Tid, error) {
 		b, ok := r.([]byte)
 		if !ok {
 			err = fmt.Errorf("server returned %s, want the tid (the server has no such transaction)", zeoproto.TypeName(r))
-		} else if tid, err = stack.TidFromBytes(b); err == nil && tid <= s.notifier.Last() {
-			err = fmt.Errorf("server committed tid %s, not after the last seen %s", tid, s.notifier.Last())
+		} else if tid, err = stack.TidFromBytes(b); err == nil && tid <= s.lastSeen() {
+			err = fmt.Errorf("server committed tid %s, not after the last seen %s", tid, s.lastSeen())
 		}
 	}
 	if err != nil {

@@ -24,10 +24,12 @@ var defaultConfig []byte
 // loadConfig reads path, or the embedded default when path is empty.
 func loadConfig(path string) (*stack.Config, error) {
 	if path == "" {
-		// The default keeps its data in ./var; make it so a fresh
-		// checkout can run the server at once.
-		if err := os.MkdirAll("var", 0o755); err != nil {
-			return nil, err
+		// The default mirrors two Data.fs files in ./var/1 and ./var/2;
+		// make them so a fresh checkout can run the server at once.
+		for _, dir := range []string{"var/1", "var/2"} {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return nil, err
+			}
 		}
 		root, err := zconfig.Parse("(default zeo.conf)", defaultConfig)
 		if err != nil {

@@ -16,7 +16,7 @@ type resettable struct {
 }
 
 func (r *resettable) Watch(ch chan<- stack.Event) stack.Tid { return r.n.Watch(ch) }
-func (r *resettable) Unwatch(ch chan<- stack.Event)       { r.n.Unwatch(ch) }
+func (r *resettable) Unwatch(ch chan<- stack.Event)         { r.n.Unwatch(ch) }
 
 // A Reset event disconnects the storage's clients (so they drop their
 // caches) and restarts the invalidation queue.

@@ -1,0 +1,448 @@
+package interop
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/zeoraid/zeoraid/builtin/zeoclient"
+	"github.com/zeoraid/zeoraid/interop/pyenv"
+	"github.com/zeoraid/zeoraid/stack"
+	"github.com/zeoraid/zeoraid/zconfig"
+)
+
+// zeoChild is a Python runzeo process serving storage 1, a FileStorage
+// with a blob directory: one child of a RAID under test. It keeps its
+// address across kills, so that a replacement takes the place of the
+// server it replaces.
+type zeoChild struct {
+	t    *testing.T
+	py   string
+	name string
+	addr string
+	root string
+
+	mu     sync.Mutex
+	gen    int    // data directories made so far
+	dir    string // the current data directory
+	cmd    *exec.Cmd
+	exited chan struct{}
+	logs   *lockedLog
+}
+
+// freeAddr returns a loopback address nobody listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startChild starts runzeo for child name on a free port, with an empty
+// FileStorage; it is killed at the end of the test.
+func startChild(t *testing.T, py, name string) *zeoChild {
+	t.Helper()
+	z := &zeoChild{t: t, py: py, name: name, addr: freeAddr(t), root: t.TempDir(), logs: &lockedLog{}}
+	z.start(true)
+	t.Cleanup(func() {
+		z.kill()
+		if t.Failed() {
+			t.Logf("runzeo %s output:\n%s", name, tail([]byte(z.logs.String()), 3000))
+		}
+	})
+	return z
+}
+
+// start runs the server, on a new empty data directory when fresh (the
+// replacement of a failed server), else on the current one (the same
+// server back), and waits until it listens.
+func (z *zeoChild) start(fresh bool) {
+	z.t.Helper()
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	if fresh || z.dir == "" {
+		z.gen++
+		z.dir = filepath.Join(z.root, fmt.Sprintf("data%d", z.gen))
+		if err := os.MkdirAll(z.dir, 0o755); err != nil {
+			z.t.Fatal(err)
+		}
+	}
+	conf := filepath.Join(z.dir, "zeo.conf")
+	text := fmt.Sprintf(`<zeo>
+  address %s
+  client-conflict-resolution true
+</zeo>
+<filestorage 1>
+  path %s
+  blob-dir %s
+</filestorage>
+`, z.addr, filepath.Join(z.dir, "Data.fs"), filepath.Join(z.dir, "blobs"))
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		z.t.Fatal(err)
+	}
+	cmd := exec.Command(z.py, "-m", "ZEO.runzeo", "-C", conf)
+	cmd.Env = env(Z5)
+	cmd.Stdout, cmd.Stderr = z.logs, z.logs
+	if err := cmd.Start(); err != nil {
+		z.t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	z.cmd, z.exited = cmd, exited
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", z.addr, time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		select {
+		case <-exited:
+			z.t.Fatalf("runzeo %s exited before listening on %s:\n%s", z.name, z.addr, z.logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			z.t.Fatalf("runzeo %s did not listen on %s: %v", z.name, z.addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// kill sends SIGKILL and waits until the process is gone.
+func (z *zeoChild) kill() {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	if z.cmd == nil {
+		return
+	}
+	_ = z.cmd.Process.Signal(syscall.SIGCONT) // a stopped process dies too
+	_ = z.cmd.Process.Signal(syscall.SIGKILL)
+	<-z.exited
+	z.cmd = nil
+}
+
+// signal sends sig (SIGSTOP, SIGCONT) to the running server.
+func (z *zeoChild) signal(sig syscall.Signal) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	if z.cmd != nil {
+		_ = z.cmd.Process.Signal(sig)
+	}
+}
+
+type lockedLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// raidOptions are the raidstorage keys of a test RAID.
+type raidOptions struct {
+	callTimeout string // default 10s
+	reads       string // read-distribution, default first
+}
+
+// raidConf is a <raidstorage 1> over zeoclient children (blob caches
+// under dir). The children do not wait for their server at start-up, so
+// that the RAID starts with children down; the RAID gives each
+// call-timeout to answer.
+func raidConf(dir string, o raidOptions, children ...*zeoChild) string {
+	if o.callTimeout == "" {
+		o.callTimeout = "10s"
+	}
+	if o.reads == "" {
+		o.reads = "first"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "<raidstorage 1>\n  call-timeout %s\n  read-distribution %s\n", o.callTimeout, o.reads)
+	for _, c := range children {
+		fmt.Fprintf(&b, "  <zeoclient %s>\n    server %s\n    storage 1\n    wait false\n    blob-dir %s\n  </zeoclient>\n",
+			c.name, c.addr, filepath.Join(dir, "cache-"+c.name))
+	}
+	b.WriteString("</raidstorage>\n")
+	return b.String()
+}
+
+// startRaidAgent starts raid_agent.py against addr.
+func startRaidAgent(t *testing.T, python, name, addr string) *agent {
+	t.Helper()
+	cmd := exec.Command(python, pyenv.Script("raid_agent.py"), addr, t.TempDir())
+	cmd.Env = env(Z5)
+	cmd.Stderr = &prefixWriter{t: t, prefix: name + ": "}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	a := &agent{t: t, name: name, cmd: cmd, in: in}
+	a.out = bufio.NewScanner(out)
+	a.out.Buffer(make([]byte, 1<<20), 64<<20)
+	t.Cleanup(func() {
+		in.Close()
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	return a
+}
+
+// ctl runs `zeoraid ctl -a addr args…` and returns its stdout and exit
+// code.
+func ctl(t *testing.T, addr string, args ...string) (string, int) {
+	t.Helper()
+	return runZeoraid(t, append([]string{"ctl", "-a", addr}, args...)...)
+}
+
+// runZeoraid runs the zeoraid binary and returns its stdout and exit code.
+func runZeoraid(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(zeoraidBin, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("zeoraid %v: %v", args, err)
+	}
+	if stderr.Len() > 0 && testing.Verbose() {
+		t.Logf("zeoraid %v stderr: %s", args, tail(stderr.Bytes(), 2000))
+	}
+	return stdout.String(), code
+}
+
+// details returns raid_details as child name → state, from `ctl info
+// --json`.
+func details(t *testing.T, addr string) map[string]string {
+	t.Helper()
+	out, code := ctl(t, addr, "info", "--json")
+	if code == exitUnknown {
+		t.Fatalf("ctl info: exit %d: %s", code, out)
+	}
+	var info struct {
+		Children map[string]struct {
+			State  string `json:"state"`
+			Reason string `json:"reason"`
+		} `json:"children"`
+	}
+	if err := json.Unmarshal([]byte(out), &info); err != nil {
+		t.Fatalf("ctl info --json: %v\n%s", err, out)
+	}
+	m := map[string]string{}
+	for name, c := range info.Children {
+		m[name] = c.State
+		if c.Reason != "" {
+			m[name] += ": " + c.Reason
+		}
+	}
+	return m
+}
+
+// exitUnknown is ctl's exit code for "could not connect or an error".
+const exitUnknown = 3
+
+// waitState polls until child name's state (as details gives it) starts
+// with prefix, and returns it.
+func waitState(t *testing.T, addr, name, prefix string, within time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		d := details(t, addr)
+		if strings.HasPrefix(d[name], prefix) {
+			return d[name]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("child %s is %q after %s, want %q…; all: %v", name, d[name], within, prefix, d)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// childHistory reads child c's whole history directly from its runzeo
+// (not through the RAID): one line per transaction with tid, status,
+// user, description, extension and every data record's oid and data hash
+// (with blobs, the blob's hash too).
+func childHistory(t *testing.T, c *zeoChild, blobs bool) []string {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(c.addr)
+	p, _ := strconv.Atoi(port)
+	o := zeoclient.Options{Server: []zconfig.ConnectAddress{{Network: "tcp", Host: host, Port: p}},
+		Storage: "1", Wait: true, ReadOnly: true}
+	if blobs {
+		o.BlobDir = zconfig.ExistingDirPath(t.TempDir())
+	}
+	log := logrus.New()
+	log.SetOutput(os.Stderr)
+	log.SetLevel(logrus.ErrorLevel)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := zeoclient.Open(ctx, "direct/"+c.name, o, log)
+	if err != nil {
+		t.Fatalf("child %s: %v", c.name, err)
+	}
+	defer s.Close()
+	it, ok := stack.AsIterator(s)
+	if !ok {
+		t.Fatalf("child %s cannot be iterated", c.name)
+	}
+	ti, err := it.Iterate(ctx, 0, 0)
+	if err != nil {
+		t.Fatalf("child %s: %v", c.name, err)
+	}
+	defer ti.Close()
+	var out []string
+	for {
+		tr, ok, err := ti.Next(ctx)
+		if err != nil {
+			t.Fatalf("child %s: %v", c.name, err)
+		}
+		if !ok {
+			return out
+		}
+		line := fmt.Sprintf("%s %q %q %q %x |", tr.Tid, tr.Status, tr.User, tr.Description, sha256.Sum256(tr.Extension))
+		for _, d := range tr.Records {
+			line += fmt.Sprintf(" %s:%x", d.Oid, sha256.Sum256(d.Data))
+			if blobs && d.Data != nil {
+				path, err := s.LoadBlob(ctx, d.Oid, tr.Tid)
+				var nf *stack.NotFoundError
+				switch {
+				case err == nil:
+					b, err := os.ReadFile(path)
+					if err != nil {
+						t.Fatal(err)
+					}
+					line += fmt.Sprintf("+blob:%x", sha256.Sum256(b))
+				case !errors.As(err, &nf):
+					t.Fatalf("child %s: blob of %s@%s: %v", c.name, d.Oid, tr.Tid, err)
+				}
+			}
+		}
+		out = append(out, line)
+	}
+}
+
+// sameHistories fails t unless every child has the same history, of at
+// least min transactions, and returns it.
+func sameHistories(t *testing.T, blobs bool, min int, children ...*zeoChild) []string {
+	t.Helper()
+	first := childHistory(t, children[0], blobs)
+	if len(first) < min {
+		t.Fatalf("child %s has %d transactions, want at least %d", children[0].name, len(first), min)
+	}
+	for _, c := range children[1:] {
+		h := childHistory(t, c, blobs)
+		if len(h) != len(first) {
+			t.Fatalf("child %s has %d transactions, child %s %d", c.name, len(h), children[0].name, len(first))
+		}
+		for i := range h {
+			if h[i] != first[i] {
+				t.Fatalf("transaction %d differs:\nchild %s: %s\nchild %s: %s", i, children[0].name, first[i], c.name, h[i])
+			}
+		}
+	}
+	return first
+}
+
+// copiedByRecovery returns the "copied" count of the last "recovery
+// finished" line in the zeoraid log.
+func copiedByRecovery(t *testing.T, srv *server) int {
+	t.Helper()
+	b, err := os.ReadFile(srv.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := regexp.MustCompile(`recovery finished.*copied=(\d+)`).FindAllStringSubmatch(string(b), -1)
+	if len(ms) == 0 {
+		t.Fatalf("no \"recovery finished\" line in the server log:\n%s", tail(b, 3000))
+	}
+	n, _ := strconv.Atoi(ms[len(ms)-1][1])
+	return n
+}
+
+// waitFile waits until path exists.
+func waitFile(t *testing.T, path string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not appear within %s", path, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// async sends cmd to a from another goroutine; the answer arrives on the
+// channel.
+func (a *agent) async(cmd map[string]any) <-chan map[string]any {
+	ch := make(chan map[string]any, 1)
+	go func() { ch <- a.try(cmd) }()
+	return ch
+}
+
+// waitConnected waits until zeoraid's log shows the n-th connection of a
+// zeoclient to addr.
+func waitConnected(t *testing.T, srv *server, addr string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, err := os.ReadFile(srv.log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Count(string(b), "connected to the ZEO server addr="+addr) >= n {
+			time.Sleep(200 * time.Millisecond) // the events it published
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("zeoraid did not connect to %s %d times:\n%s", addr, n, tail(b, 3000))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
