@@ -221,13 +221,21 @@ func matchLines(want, got []string) bool {
 func waitListening(t *testing.T, addr string, job *exec.Cmd) {
 	t.Helper()
 	exited := make(chan struct{})
+	stop := make(chan struct{})
+	defer close(stop)
 	go func() {
-		for job.ProcessState == nil {
+		// Signal 0 only asks whether the process is still there; the
+		// goroutine ends with this function.
+		for {
 			if err := job.Process.Signal(syscall.Signal(0)); err != nil {
 				close(exited)
 				return
 			}
-			time.Sleep(50 * time.Millisecond)
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
 		}
 	}()
 	deadline := time.Now().Add(60 * time.Second)

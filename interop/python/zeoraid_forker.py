@@ -115,6 +115,13 @@ def start_zeoraid_server(storage_conf=None, zeo_conf=None, port=None, keep=False
         # The chain: the storage itself is served by Python's runzeo, and
         # zeoraid serves a <zeoclient> of it.
         storage_conf, upstream_stop = chain_upstream(storage_conf, keep)
+    raid = os.environ.get('ZEORAID_RAID')
+    if raid == 'local':
+        # A RAID of two copies of the storage, each with its own files.
+        storage_conf = raid_of_copies(storage_conf)
+    elif raid == 'zeo':
+        # A RAID of two Python runzeo servers, each serving the storage.
+        storage_conf, upstream_stop = raid_of_runzeos(storage_conf, keep)
     storage_conf = translate_storage_conf(storage_conf)
 
     if zeo_conf is None or isinstance(zeo_conf, dict):
@@ -211,6 +218,47 @@ def chain_upstream(storage_conf, keep):
     section = ('<zeoclient %s>\nserver %s:%d\nstorage %s\n%s</zeoclient>'
                % (name, host, port, name, blobs))
     return section, up_stop
+
+
+def _section_name(storage_conf):
+    m = _SECTION.search(storage_conf)
+    return (m.group(2) if m and m.group(2) else '1')
+
+
+def _renamed(storage_conf, name, suffix):
+    """storage_conf with its outer section renamed and every path and
+    blob-dir given a suffix, so two copies do not share files."""
+    m = _SECTION.search(storage_conf)
+    text = (storage_conf[:m.start()] + '<%s %s%s>' % (m.group(1), name, m.group(3))
+            + storage_conf[m.end():])
+    return re.sub(r'^(\s*(?:path|blob-dir)\s+)(\S+)', lambda k: k.group(1) + k.group(2) + suffix,
+                  text, flags=re.M | re.I)
+
+
+def raid_of_copies(storage_conf):
+    """<raidstorage NAME> with two copies of the storage as its children."""
+    name = _section_name(storage_conf)
+    children = [_renamed(storage_conf, c, '.' + c) for c in ('a', 'b')]
+    return '<raidstorage %s>\n%s\n%s\n</raidstorage>' % (name, children[0], children[1])
+
+
+def raid_of_runzeos(storage_conf, keep):
+    """<raidstorage NAME> over two runzeo servers, each serving its own copy
+    of the storage, and the stop function of both."""
+    name = _section_name(storage_conf)
+    children, stops = [], []
+    for c in ('a', 'b'):
+        upstream = _renamed(storage_conf, name, '.' + c)
+        section, stop = chain_upstream(upstream, keep)
+        section = section.replace('<zeoclient %s>' % name, '<zeoclient %s>' % c, 1)
+        children.append(section)
+        stops.append(stop)
+
+    def stop_all():
+        for s in stops:
+            s()
+    return ('<raidstorage %s>\n%s\n%s\n</raidstorage>' % (name, children[0], children[1]),
+            stop_all)
 
 
 def _die_with_parent():
