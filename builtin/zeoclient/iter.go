@@ -5,10 +5,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"math/big"
 	"time"
 
-	ogórek "github.com/kisielk/og-rek"
 	"github.com/zeoraid/zeoraid/stack"
 	"github.com/zeoraid/zeoraid/stack/zeoproto"
 )
@@ -93,7 +91,7 @@ func (it *txnIter) next(ctx context.Context) (stack.TxnRecord, bool, error) {
 	rec.User, _ = zeoproto.AsBytes(t[2])
 	rec.Description, _ = zeoproto.AsBytes(t[3])
 	if d, ok := t[4].(zeoproto.Dict); ok {
-		rec.Extension, _ = encodeExtension(d)
+		rec.Extension, _ = zeoproto.ExtensionFromWire(d)
 	} else if b, ok := t[4].([]byte); ok {
 		rec.Extension = b
 	}
@@ -253,7 +251,7 @@ func undoLog(ctx context.Context, c *zeoproto.Client, first, last int) ([]stack.
 			u.Size = int(n)
 		}
 		u.Tid = undoTid(d, u.ID)
-		u.Extension, _ = encodeExtension(extensionOf(d, "id", "time", "user_name", "description", "size", "tid"))
+		u.Extension, _ = zeoproto.ExtensionFromWire(extensionOf(d, "id", "time", "user_name", "description", "size", "tid"))
 		out = append(out, u)
 	}
 	return out, nil
@@ -335,47 +333,4 @@ next:
 		out = append(out, it)
 	}
 	return out
-}
-
-// encodeExtension pickles an extension dict as FileStorage stores it.
-func encodeExtension(d zeoproto.Dict) ([]byte, error) {
-	if len(d) == 0 {
-		return nil, nil
-	}
-	m := make(map[string]any, len(d))
-	for _, it := range d {
-		k, ok := zeoproto.AsString(it.Key)
-		if !ok {
-			return nil, fmt.Errorf("extension key %v is not a str", it.Key)
-		}
-		m[k] = extValue(it.Value)
-	}
-	return stack.EncodeExtension(m)
-}
-
-// extValue converts a wire value to what stack.EncodeExtension takes.
-func extValue(v any) any {
-	switch x := v.(type) {
-	case zeoproto.Dict:
-		m := make(map[string]any, len(x))
-		for _, it := range x {
-			m[fmt.Sprint(it.Key)] = extValue(it.Value)
-		}
-		return m
-	case zeoproto.Tuple:
-		out := make(ogórek.Tuple, len(x))
-		for i, e := range x {
-			out[i] = extValue(e)
-		}
-		return out
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = extValue(e)
-		}
-		return out
-	case nil, bool, int64, float64, string, []byte, *big.Int:
-		return x
-	}
-	return fmt.Sprint(v)
 }

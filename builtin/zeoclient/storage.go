@@ -818,7 +818,7 @@ func (s *Storage) History(ctx context.Context, oid stack.Oid, size int) ([]stack
 			e.Size = int(n)
 		}
 		ext := extensionOf(d, "time", "tid", "serial", "user_name", "description", "size", "version")
-		if e.Extension, err = encodeExtension(ext); err != nil {
+		if e.Extension, err = zeoproto.ExtensionFromWire(ext); err != nil {
 			s.log.WithError(err).Warn("history: extension cannot be encoded; left empty")
 		}
 		if e.Size == 0 {

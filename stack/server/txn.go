@@ -105,7 +105,7 @@ func (c *conn) tpcBegin(a zeoproto.Args) error {
 	if err != nil {
 		return err
 	}
-	ext, err := c.srv.extensionBytes(a[3])
+	ext, err := zeoproto.ExtensionFromWire(a[3])
 	if err != nil {
 		return err
 	}
