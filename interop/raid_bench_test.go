@@ -1,3 +1,11 @@
+//go:build bench
+
+// The RAID benchmarks run only when asked for, with the bench build tag:
+//
+//	go test -tags bench -run 'TestRAIDBench|TestRAIDRecoveryRate' -v ./interop
+//
+// They log figures and assert nothing about timing.
+
 package interop
 
 import (
@@ -35,14 +43,11 @@ func runBench(t *testing.T, label, addr string) string {
 	return b.String()
 }
 
-// TestRAIDBench (ZEORAID_BENCH=1) measures, with `zeoraid bench`, a RAID
+// TestRAIDBench measures, with `zeoraid bench`, a RAID
 // of two runzeo children against one runzeo directly, and a RAID of two
 // filestorages against one filestorage, and logs the numbers; it asserts
 // nothing about timing.
 func TestRAIDBench(t *testing.T) {
-	if os.Getenv("ZEORAID_BENCH") != "1" {
-		t.Skip("set ZEORAID_BENCH=1 to run the RAID benchmarks")
-	}
 	py := pyenv.Python(t)
 	var report strings.Builder
 
@@ -68,15 +73,6 @@ func TestRAIDBench(t *testing.T) {
 	report.WriteString(runBench(t, "zeoraid, RAID of 2 fs", raid.addr))
 	raid.stop()
 	t.Logf("zeoraid bench -d 4s -c 4 (4 connections; small = 1 object, large = 100 objects per commit):\n%s", report.String())
-}
-
-func mkdir(t *testing.T, parts ...string) string {
-	t.Helper()
-	d := filepath.Join(parts...)
-	if err := os.MkdirAll(d, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return d
 }
 
 // bigDataFS writes a Data.fs of about size bytes at path with the Go
@@ -138,14 +134,11 @@ func containsOid(oids []stack.Oid, o stack.Oid) bool {
 	return false
 }
 
-// TestRAIDRecoveryRate (ZEORAID_BIG_BENCH=1) measures how fast a recovery
+// TestRAIDRecoveryRate measures how fast a recovery
 // copies a 1 GB Data.fs into an empty filestorage child, idle and while 4
 // clients commit, against a plain file copy of the same Data.fs; it logs
 // MB/s and transactions/s and asserts nothing about timing.
 func TestRAIDRecoveryRate(t *testing.T) {
-	if os.Getenv("ZEORAID_BIG_BENCH") != "1" {
-		t.Skip("set ZEORAID_BIG_BENCH=1 to copy a 1 GB Data.fs")
-	}
 	py := pyenv.Python(t)
 	dir := t.TempDir()
 	src := filepath.Join(mkdir(t, dir, "src"), "Data.fs")

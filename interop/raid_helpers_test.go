@@ -446,3 +446,12 @@ func waitConnected(t *testing.T, srv *server, addr string, n int) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+func mkdir(t *testing.T, parts ...string) string {
+	t.Helper()
+	d := filepath.Join(parts...)
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
