@@ -530,6 +530,28 @@ func (d *pickleDecoder) u32() (uint32, error) {
 	return binary.LittleEndian.Uint32(b), nil
 }
 
+// memoKey reads the memo index of a PUT or GET opcode: a decimal line
+// (PUT, GET), one byte (BINPUT, BINGET) or four (LONG_BINPUT, LONG_BINGET).
+func (d *pickleDecoder) memoKey(op int) (uint64, error) {
+	switch op {
+	case opBinPut, opBinGet:
+		k, err := d.u8()
+		return uint64(k), err
+	case opLongBinPut, opLongBinGet:
+		k, err := d.u32()
+		return uint64(k), err
+	}
+	l, err := d.line()
+	if err != nil {
+		return 0, err
+	}
+	k, err := strconv.ParseUint(string(l), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%c: bad memo key %q", op, l)
+	}
+	return k, nil
+}
+
 func (d *pickleDecoder) u64len() (int, error) {
 	b, err := d.next(8)
 	if err != nil {
@@ -984,64 +1006,24 @@ func (d *pickleDecoder) run() (any, error) {
 			built := *o
 			built.State = state
 			*t = &built
-		case opPut:
-			l, err := d.line()
+		case opPut, opBinPut, opLongBinPut:
+			k, err := d.memoKey(op)
 			if err != nil {
 				return nil, err
-			}
-			k, err := strconv.ParseUint(string(l), 10, 64)
-			if err != nil {
-				return nil, fmt.Errorf("PUT: bad key %q", l)
 			}
 			if err := d.setMemo(k); err != nil {
-				return nil, err
-			}
-		case opBinPut:
-			k, err := d.u8()
-			if err != nil {
-				return nil, err
-			}
-			if err := d.setMemo(uint64(k)); err != nil {
-				return nil, err
-			}
-		case opLongBinPut:
-			k, err := d.u32()
-			if err != nil {
-				return nil, err
-			}
-			if err := d.setMemo(uint64(k)); err != nil {
 				return nil, err
 			}
 		case opMemoize:
 			if err := d.setMemo(uint64(len(d.memo))); err != nil {
 				return nil, err
 			}
-		case opGet:
-			l, err := d.line()
+		case opGet, opBinGet, opLongBinGet:
+			k, err := d.memoKey(op)
 			if err != nil {
 				return nil, err
-			}
-			k, err := strconv.ParseUint(string(l), 10, 64)
-			if err != nil {
-				return nil, fmt.Errorf("GET: bad key %q", l)
 			}
 			if err := d.getMemo(k); err != nil {
-				return nil, err
-			}
-		case opBinGet:
-			k, err := d.u8()
-			if err != nil {
-				return nil, err
-			}
-			if err := d.getMemo(uint64(k)); err != nil {
-				return nil, err
-			}
-		case opLongBinGet:
-			k, err := d.u32()
-			if err != nil {
-				return nil, err
-			}
-			if err := d.getMemo(uint64(k)); err != nil {
 				return nil, err
 			}
 		case opPersID, opBinPersID:
