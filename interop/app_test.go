@@ -96,7 +96,15 @@ type agent struct {
 
 func startAgent(t *testing.T, python, name, addr string, enc Encoding) *agent {
 	t.Helper()
-	cmd := exec.Command(python, pyenv.Script("app_agent.py"), addr)
+	return launchAgent(t, name, enc, python, pyenv.Script("app_agent.py"), addr)
+}
+
+// launchAgent starts a Python agent process (python and its arguments) that
+// reads one JSON command per line and answers one JSON line each; it is
+// stopped when the test ends.
+func launchAgent(t *testing.T, name string, enc Encoding, python string, args ...string) *agent {
+	t.Helper()
+	cmd := exec.Command(python, args...)
 	cmd.Env = env(enc)
 	cmd.Stderr = &prefixWriter{t: t, prefix: name + ": "}
 	in, err := cmd.StdinPipe()
@@ -111,7 +119,7 @@ func startAgent(t *testing.T, python, name, addr string, enc Encoding) *agent {
 		t.Fatal(err)
 	}
 	a := &agent{t: t, name: name, cmd: cmd, in: in, out: bufio.NewScanner(out)}
-	a.out.Buffer(make([]byte, 1<<20), 1<<20)
+	a.out.Buffer(make([]byte, 1<<20), 64<<20)
 	t.Cleanup(func() {
 		in.Close()
 		done := make(chan struct{})
@@ -228,8 +236,16 @@ func runApplication(t *testing.T, python string, enc Encoding, label string) {
 	if after := b.do(map[string]any{"op": "resolved"})["resolved"].(float64); after <= before {
 		t.Errorf("B resolved no conflict (count %v → %v): the test did not provoke one", before, after)
 	}
-	for _, ag := range []*agent{a, b} {
-		keys := ag.do(map[string]any{"op": "tree_keys"})["keys"]
+	// B sees its own commit at once; A sees it once B's invalidation has
+	// reached A's client, which ZEO delivers asynchronously.
+	for _, ag := range []*agent{b, a} {
+		var keys any
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			keys = ag.do(map[string]any{"op": "tree_keys"})["keys"]
+			if fmt.Sprint(keys) == "[a1 a2 b1 b2]" || ag == b || time.Now().After(deadline) {
+				break
+			}
+		}
 		if fmt.Sprint(keys) != "[a1 a2 b1 b2]" {
 			t.Errorf("%s sees tree keys %v, want [a1 a2 b1 b2]", ag.name, keys)
 		}

@@ -1,7 +1,6 @@
 package interop
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -197,35 +196,7 @@ func raidConf(dir string, o raidOptions, children ...*zeoChild) string {
 // startRaidAgent starts raid_agent.py against addr.
 func startRaidAgent(t *testing.T, python, name, addr string) *agent {
 	t.Helper()
-	cmd := exec.Command(python, pyenv.Script("raid_agent.py"), addr, t.TempDir())
-	cmd.Env = env(Z5)
-	cmd.Stderr = &prefixWriter{t: t, prefix: name + ": "}
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	a := &agent{t: t, name: name, cmd: cmd, in: in}
-	a.out = bufio.NewScanner(out)
-	a.out.Buffer(make([]byte, 1<<20), 64<<20)
-	t.Cleanup(func() {
-		in.Close()
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	return a
+	return launchAgent(t, name, Z5, python, pyenv.Script("raid_agent.py"), addr, t.TempDir())
 }
 
 // ctl runs `zeoraid ctl -a addr args…` and returns its stdout and exit
