@@ -52,3 +52,19 @@ func TestSeveralStorages(t *testing.T) {
 	// b commits independently, even while nothing else happens on a.
 	commit(t, cb, 1, 0, 0, []byte("in b"))
 }
+
+// The server listens on IPv6 as on IPv4 (zeo.conf's [v6]:port).
+func TestIPv6Listener(t *testing.T) {
+	srv := server.New([]*stack.Mount{stack.NewMount("1", mappingstorage.New("v6", nil))}, server.Options{})
+	l, err := server.Listen("tcp", "[::1]:0")
+	must(t, err)
+	go srv.Serve(l)
+	defer srv.Shutdown(context.Background())
+	c, err := zeoproto.Dial(ctx10(t), "tcp", l.Addr().String(), zeoproto.ClientOptions{})
+	must(t, err)
+	defer c.Close()
+	if _, err := c.Register(ctx10(t), "1", false); err != nil {
+		t.Fatalf("register over IPv6: %v", err)
+	}
+	commit(t, c, 1, 0, 0, []byte("over v6"))
+}
