@@ -5,7 +5,7 @@ import (
 	"crypto/x509"
 	"testing"
 
-	"github.com/zeoraid/zeoraid/internal/testcert"
+	"github.com/zeoraid/zeoraid/stack/tlstest"
 
 	"github.com/zeoraid/zeoraid/builtin/zeoclient"
 	"github.com/zeoraid/zeoraid/stack/server"
@@ -17,9 +17,9 @@ import (
 // name is checked unless check-hostname is off.
 func TestTLS(t *testing.T) {
 	dir := t.TempDir()
-	ca, caKey, caFile, _ := testcert.Issue(t, dir, "ca", nil, nil)
-	_, _, srvCert, srvKey := testcert.Issue(t, dir, "server", ca, caKey)
-	_, _, cliCert, cliKey := testcert.Issue(t, dir, "client", ca, caKey)
+	ca, caKey, caFile, _ := tlstest.Issue(t, dir, "ca", nil, nil)
+	_, _, srvCert, srvKey := tlstest.Issue(t, dir, "server", ca, caKey)
+	_, _, cliCert, cliKey := tlstest.Issue(t, dir, "client", ca, caKey)
 	pair, err := tls.LoadX509KeyPair(srvCert, srvKey)
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +55,7 @@ func TestTLS(t *testing.T) {
 	if _, err := zeoclientOpen(t, withSSL(noCert)); err == nil {
 		t.Fatal("connected without the client certificate the server requires")
 	}
-	_, _, strangerCA, _ := testcert.Issue(t, t.TempDir(), "stranger", nil, nil)
+	_, _, strangerCA, _ := tlstest.Issue(t, t.TempDir(), "stranger", nil, nil)
 	stranger := good
 	stranger.Authenticate = strangerCA
 	if _, err := zeoclientOpen(t, withSSL(stranger)); err == nil {

@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"github.com/zeoraid/zeoraid/bench"
+	"github.com/zeoraid/zeoraid/cmd/zeoraid/internal/bench"
 )
 
 func runBench(args []string, stdout, stderr io.Writer) int {

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zeoraid/zeoraid/internal/testcert"
+	"github.com/zeoraid/zeoraid/stack/tlstest"
 
 	"github.com/zeoraid/zeoraid/builtin/mappingstorage"
 	"github.com/zeoraid/zeoraid/stack"
@@ -26,10 +26,10 @@ func must(t *testing.T, err error) {
 // With <ssl>, clients must present a certificate signed by `authenticate`.
 func TestServerTLSRequiresClientCertificates(t *testing.T) {
 	dir := t.TempDir()
-	ca, caKey, caFile, _ := testcert.Issue(t, dir, "ca", nil, nil)
-	_, _, srvCert, srvKey := testcert.Issue(t, dir, "server", ca, caKey)
-	_, _, cliCert, cliKey := testcert.Issue(t, dir, "client", ca, caKey)
-	_, _, strangerCert, strangerKey := testcert.Issue(t, dir, "stranger", nil, nil)
+	ca, caKey, caFile, _ := tlstest.Issue(t, dir, "ca", nil, nil)
+	_, _, srvCert, srvKey := tlstest.Issue(t, dir, "server", ca, caKey)
+	_, _, cliCert, cliKey := tlstest.Issue(t, dir, "client", ca, caKey)
+	_, _, strangerCert, strangerKey := tlstest.Issue(t, dir, "stranger", nil, nil)
 
 	conf, err := serverTLS(&stack.SSLOptions{
 		Certificate: zconfig.ExistingDirPath(srvCert), Key: zconfig.ExistingDirPath(srvKey), Authenticate: caFile,

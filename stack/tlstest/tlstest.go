@@ -1,7 +1,7 @@
-// Package testcert makes TLS certificates for tests: a CA and the server
+// Package tlstest makes TLS certificates for tests: a CA and the server
 // and client certificates it signs, written as PEM files, as zeo.conf's
 // <ssl> sections name them.
-package testcert
+package tlstest
 
 import (
 	"crypto/ecdsa"
