@@ -9,8 +9,19 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"testing"
 )
+
+// TB is the part of testing.TB these helpers use. pyenv does not import
+// testing, so that the zeoraid binary can link the runzeo launcher
+// (`zeoraid bench -compare`).
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+	TempDir() string
+	Cleanup(func())
+	Failed() bool
+}
 
 // Top returns the repository's top directory.
 func Top() string {
@@ -28,7 +39,7 @@ func Venv() string {
 
 // Python returns the virtualenv's python, failing t if it is missing or
 // cannot import ZODB and ZEO.
-func Python(t testing.TB) string {
+func Python(t TB) string {
 	t.Helper()
 	py := filepath.Join(Venv(), "bin", "python")
 	out, err := exec.Command(py, "-c", "import ZODB, ZEO, msgpack").CombinedOutput()
