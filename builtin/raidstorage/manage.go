@@ -146,7 +146,7 @@ func (r *Storage) extRecover(ctx context.Context, args []any) (any, error) {
 
 // Verify compares the histories of children a and b up to the RAID's
 // last tid (raid_verify, raid.md §3.3).
-func (r *Storage) Verify(ctx context.Context, a, b string) (CompareResult, error) {
+func (r *Storage) Verify(ctx context.Context, a, b string) (stack.CompareResult, error) {
 	r.mu.Lock()
 	ca, okA := r.byName[a]
 	cb, okB := r.byName[b]
@@ -154,13 +154,13 @@ func (r *Storage) Verify(ctx context.Context, a, b string) (CompareResult, error
 	r.mu.Unlock()
 	switch {
 	case !okA:
-		return CompareResult{}, mgmtError("no child named %q", a)
+		return stack.CompareResult{}, mgmtError("no child named %q", a)
 	case !okB:
-		return CompareResult{}, mgmtError("no child named %q", b)
+		return stack.CompareResult{}, mgmtError("no child named %q", b)
 	case stop == 0:
-		return CompareResult{}, nil
+		return stack.CompareResult{}, nil
 	}
-	return Compare(ctx, ca.st, cb.st, 0, stop, r.opts.CallTimeout)
+	return stack.CompareHistories(ctx, ca.st, cb.st, 0, stop, r.opts.CallTimeout)
 }
 
 func (r *Storage) extVerify(ctx context.Context, args []any) (any, error) {

@@ -364,7 +364,7 @@ func (r *Storage) txnSignature(ctx context.Context, c *child, tid stack.Tid) (st
 	if !ok {
 		return "", fmt.Errorf("transaction %s not found by its iterator", tid)
 	}
-	return txnHash(rec), nil
+	return stack.TransactionHash(rec), nil
 }
 
 // initOids sets the oid counter past every optimal child's (raid.md §3.2).

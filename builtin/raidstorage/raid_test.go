@@ -114,7 +114,7 @@ func waitState(t *testing.T, r *raidstorage.Storage, name string, state raidstor
 func identical(t *testing.T, last stack.Tid, children ...stack.Storage) {
 	t.Helper()
 	for i := 1; i < len(children); i++ {
-		res, err := raidstorage.Compare(ctxT(t), children[0], children[i], 0, 0, time.Second)
+		res, err := stack.CompareHistories(ctxT(t), children[0], children[i], 0, 0, time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -319,7 +319,7 @@ func (r *Storage) walk(ctx context.Context, rec *recovery, from stack.Tid) (stac
 		if !ok {
 			return 0, fmt.Errorf("diverged at %s", tr.Tid)
 		}
-		if compareTxn(sr, tr) != "" {
+		if stack.CompareTransactions(sr, tr) != "" {
 			return 0, fmt.Errorf("diverged at %s", min(sr.Tid, tr.Tid))
 		}
 		common = tr.Tid

@@ -1,4 +1,4 @@
-package raidstorage
+package stack
 
 import (
 	"bytes"
@@ -9,16 +9,14 @@ import (
 	"fmt"
 	"slices"
 	"time"
-
-	"github.com/zeoraid/zeoraid/stack"
 )
 
 // recordsHash hashes a transaction's data records: oid and data of each,
 // in oid order. Backpointers (DataTxn) are left out: two storages may
 // store the same data inline or by reference.
-func recordsHash(recs []stack.DataRecord) []byte {
+func recordsHash(recs []DataRecord) []byte {
 	sorted := slices.Clone(recs)
-	slices.SortStableFunc(sorted, func(a, b stack.DataRecord) int {
+	slices.SortStableFunc(sorted, func(a, b DataRecord) int {
 		switch {
 		case a.Oid < b.Oid:
 			return -1
@@ -43,30 +41,30 @@ func recordsHash(recs []stack.DataRecord) []byte {
 	return h.Sum(nil)
 }
 
-// txnHash is a transaction's signature: its metadata and records hash.
-func txnHash(t stack.TxnRecord) string {
+// TransactionHash is a transaction's signature: its metadata and records hash.
+func TransactionHash(t TxnRecord) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s %d %d:%s %d:%s %d:%s ", t.Tid, status(t.Status), len(t.User), t.User,
+	fmt.Fprintf(h, "%s %d %d:%s %d:%s %d:%s ", t.Tid, normalStatus(t.Status), len(t.User), t.User,
 		len(t.Description), t.Description, len(t.Extension), t.Extension)
 	h.Write(recordsHash(t.Records))
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// status normalises the status byte (0 means ' ').
-func status(b byte) byte {
+// normalStatus normalises the status byte (0 means ' ').
+func normalStatus(b byte) byte {
 	if b == 0 {
 		return ' '
 	}
 	return b
 }
 
-// compareTxn names the first field in which a and b differ, or "".
-func compareTxn(a, b stack.TxnRecord) string {
+// CompareTransactions names the first field in which a and b differ, or "".
+func CompareTransactions(a, b TxnRecord) string {
 	switch {
 	case a.Tid != b.Tid:
 		return fmt.Sprintf("tid %s against %s", a.Tid, b.Tid)
-	case status(a.Status) != status(b.Status):
-		return fmt.Sprintf("status %q against %q", status(a.Status), status(b.Status))
+	case normalStatus(a.Status) != normalStatus(b.Status):
+		return fmt.Sprintf("status %q against %q", normalStatus(a.Status), normalStatus(b.Status))
 	case !bytes.Equal(a.User, b.User):
 		return fmt.Sprintf("user %q against %q", a.User, b.User)
 	case !bytes.Equal(a.Description, b.Description):
@@ -81,29 +79,30 @@ func compareTxn(a, b stack.TxnRecord) string {
 
 // Difference is the first place where two histories differ.
 type Difference struct {
-	Tid  stack.Tid // the first tid concerned
-	What string    // what differs there
+	Tid  Tid    // the first tid concerned
+	What string // what differs there
 }
 
 // CompareResult is the outcome of Compare.
 type CompareResult struct {
 	Transactions int         // transactions found equal
-	Last         stack.Tid   // the last equal tid
+	Last         Tid         // the last equal tid
 	Diff         *Difference // nil when the histories are equal
 }
 
-// Compare walks the transaction iterators of a and b side by side over
-// [start, stop] (0: unbounded) and reports the first transaction that
-// differs in tid, status, user, description, extension or data records
-// (raid.md §3.3). It only reads, so it can run while the storages serve;
+// CompareHistories walks the transaction iterators of a and b side by
+// side over [start, stop] (0: unbounded) and reports the first transaction
+// that differs in tid, status, user, description, extension or data
+// records: the comparison of `zeoraid check` and `zeoraid copy --verify`,
+// and of a RAID's recovery. It only reads, so it can run while the storages serve;
 // bound stop by a tid both have committed to compare a moving pair. Each
 // iterator call is bounded by callTimeout (0: only by ctx).
-func Compare(ctx context.Context, a, b stack.Storage, start, stop stack.Tid, callTimeout time.Duration) (CompareResult, error) {
+func CompareHistories(ctx context.Context, a, b Storage, start, stop Tid, callTimeout time.Duration) (CompareResult, error) {
 	var res CompareResult
-	ia, ok := stack.AsIterator(a)
-	ib, ok2 := stack.AsIterator(b)
+	ia, ok := AsIterator(a)
+	ib, ok2 := AsIterator(b)
 	if !ok || !ok2 {
-		return res, fmt.Errorf("compare: both storages must support iteration: %w", stack.ErrNotSupported)
+		return res, fmt.Errorf("compare: both storages must support iteration: %w", ErrNotSupported)
 	}
 	bound := func() (context.Context, context.CancelFunc) {
 		if callTimeout <= 0 {
@@ -121,7 +120,7 @@ func Compare(ctx context.Context, a, b stack.Storage, start, stop stack.Tid, cal
 		return res, fmt.Errorf("iterate the second storage: %w", err)
 	}
 	defer tb.Close()
-	next := func(ti stack.TxnIterator, which string) (stack.TxnRecord, bool, error) {
+	next := func(ti TxnIterator, which string) (TxnRecord, bool, error) {
 		cctx, cancel := bound()
 		defer cancel()
 		rec, ok, err := ti.Next(cctx)
@@ -149,7 +148,7 @@ func Compare(ctx context.Context, a, b stack.Storage, start, stop stack.Tid, cal
 			res.Diff = &Difference{Tid: ra.Tid, What: "transaction only in the first"}
 			return res, nil
 		}
-		if what := compareTxn(ra, rb); what != "" {
+		if what := CompareTransactions(ra, rb); what != "" {
 			res.Diff = &Difference{Tid: min(ra.Tid, rb.Tid), What: what}
 			return res, nil
 		}

@@ -1,0 +1,312 @@
+package stack
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/zeoraid/zeoraid/zconfig"
+)
+
+// CallBound derives the context of one call to a storage from the context
+// of a longer operation (a copy, a recovery): typically a per-call
+// timeout. A nil CallBound only derives a cancelable context.
+type CallBound func(ctx context.Context) (context.Context, context.CancelFunc)
+
+func (b CallBound) call(ctx context.Context, f func(ctx context.Context) error) error {
+	var cctx context.Context
+	var cancel context.CancelFunc
+	if b == nil {
+		cctx, cancel = context.WithCancel(ctx)
+	} else {
+		cctx, cancel = b(ctx)
+	}
+	defer cancel()
+	return f(cctx)
+}
+
+// Timeout is the CallBound of a fixed per-call timeout (none when d <= 0).
+func Timeout(d time.Duration) CallBound {
+	return func(ctx context.Context) (context.Context, context.CancelFunc) {
+		if d <= 0 {
+			return context.WithCancel(ctx)
+		}
+		return context.WithTimeout(ctx, d)
+	}
+}
+
+// blobModule is in the pickle of every ZODB.blob.Blob record.
+var blobModule = []byte("ZODB.blob")
+
+// IsBlobRecord reports whether a data record may have a blob, as ZODB's
+// is_blob_record decides: its pickle names the ZODB.blob module. Copies ask
+// only such records for a blob, as ZODB's copyTransactionsFrom does, which
+// spares a remote source a sendBlob round trip for every other record.
+func IsBlobRecord(data []byte) bool {
+	return data != nil && bytes.Contains(data, blobModule)
+}
+
+// StageBlob puts a copy of the committed blob file at path into dst's blob
+// temporary directory, where a BlobTxn may take it over: a hard link when
+// both are on one file system, else a byte copy. The source file is never
+// changed.
+func StageBlob(path string, dst Storage) (string, error) {
+	b, ok := dst.(Blobber)
+	if !ok {
+		return "", fmt.Errorf("stage blob: %w", ErrNotSupported)
+	}
+	f, err := os.CreateTemp(b.BlobTempDir(), "copy-*.blob")
+	if err != nil {
+		return "", err
+	}
+	name := f.Name()
+	f.Close()
+	os.Remove(name)
+	if err := os.Link(path, name); err == nil {
+		return name, nil
+	}
+	src, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer src.Close()
+	out, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", err
+	}
+	_, err = io.Copy(out, src)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(name)
+		return "", err
+	}
+	return name, nil
+}
+
+// ErrSource marks an error of the source storage in RestoreTransaction and
+// Copy, so that callers (a RAID recovery) can tell which side failed.
+var ErrSource = errors.New("source")
+
+// sourceError wraps a failure of the source so that errors.Is(err,
+// ErrSource) holds and the cause's chain is kept.
+type sourceError struct{ err error }
+
+func (e *sourceError) Error() string   { return "source: " + e.err.Error() }
+func (e *sourceError) Unwrap() []error { return []error{ErrSource, e.err} }
+func wrapSource(err error) error       { return &sourceError{err} }
+
+// RestoreTransaction writes tr, one transaction read from src's iterator,
+// to dst through the restore path (ZODB's copyTransactionsFrom step): the
+// same tid, status, user, description and extension, every data record
+// with its backpointer, and the blob of every blob record that src has.
+// It returns the number of data bytes written. On any error the
+// destination's transaction is aborted, so dst never has part of tr.
+// Errors of src satisfy errors.Is(err, ErrSource).
+func RestoreTransaction(ctx context.Context, src, dst Storage, tr TxnRecord, bound CallBound) (int64, error) {
+	var txn Txn
+	fail := func(op string, err error) (int64, error) {
+		if txn != nil {
+			_ = bound.call(context.WithoutCancel(ctx), txn.Abort)
+		}
+		return 0, fmt.Errorf("%s %s: %w", op, tr.Tid, err)
+	}
+	if !dst.Capabilities().Restore {
+		return fail("tpc_begin", fmt.Errorf("the destination cannot restore: %w", ErrNotSupported))
+	}
+	meta := tr.TxnMeta
+	if err := bound.call(ctx, func(ctx context.Context) (err error) { txn, err = dst.Begin(ctx, meta); return err }); err != nil {
+		return fail("tpc_begin", err)
+	}
+	rt, ok := txn.(RestoreTxn)
+	if !ok {
+		return fail("restore", fmt.Errorf("the destination reports restore but its transaction cannot: %w", ErrNotSupported))
+	}
+	srcBlobs, blobs := AsBlobber(src)
+	var size int64
+	for _, d := range tr.Records {
+		size += int64(len(d.Data))
+		blob := ""
+		if blobs && IsBlobRecord(d.Data) {
+			err := bound.call(ctx, func(ctx context.Context) (err error) { blob, err = srcBlobs.LoadBlob(ctx, d.Oid, tr.Tid); return err })
+			var nf *NotFoundError
+			if errors.As(err, &nf) {
+				blob = ""
+			} else if err != nil {
+				return fail("loadBlob", wrapSource(err))
+			}
+		}
+		var err error
+		if blob != "" {
+			bt, ok := txn.(BlobTxn)
+			if !ok || !dst.Capabilities().Blobs {
+				return fail("restoreBlob", fmt.Errorf("the destination cannot store blobs: %w", ErrNotSupported))
+			}
+			staged, serr := StageBlob(blob, dst)
+			if serr != nil {
+				return fail("restoreBlob", serr)
+			}
+			err = bound.call(ctx, func(ctx context.Context) error {
+				return bt.RestoreBlob(ctx, d.Oid, d.Data, staged, d.DataTxn)
+			})
+		} else {
+			err = bound.call(ctx, func(ctx context.Context) error { return rt.Restore(ctx, d.Oid, d.Data, d.DataTxn) })
+		}
+		if err != nil {
+			return fail("restore", err)
+		}
+	}
+	if err := bound.call(ctx, func(ctx context.Context) error { _, err := txn.Vote(ctx); return err }); err != nil {
+		return fail("tpc_vote", err)
+	}
+	var tid Tid
+	if err := bound.call(ctx, func(ctx context.Context) (err error) { tid, err = txn.Finish(ctx); return err }); err != nil {
+		return fail("tpc_finish", err)
+	}
+	if tid != tr.Tid {
+		return 0, fmt.Errorf("restored %s as %s", tr.Tid, tid)
+	}
+	return size, nil
+}
+
+// CopyOptions control Copy.
+type CopyOptions struct {
+	// Start is the first tid copied; 0 copies the whole history.
+	Start Tid
+	// Bound derives each call's context (nil: no per-call timeout).
+	Bound CallBound
+	// ReadAhead is how many source transactions are read ahead while the
+	// destination writes; 0 means 16.
+	ReadAhead int
+	// Progress, if not nil, is called after every copied transaction.
+	Progress func(CopyProgress)
+}
+
+// CopyProgress counts what a Copy has written so far.
+type CopyProgress struct {
+	Tid          Tid   // the last transaction copied
+	Transactions int64 // transactions copied
+	Bytes        int64 // data bytes copied
+}
+
+// Copy copies src's transactions from opts.Start on into dst through the
+// restore path, one RestoreTransaction each, reading ahead from src on a
+// goroutine of its own. Cancelling ctx stops the copy between two
+// transactions: the transaction being written is finished first (each
+// call still bounded by opts.Bound), so dst always ends at a whole
+// transaction of src, and Copy returns ctx's error with what was copied.
+func Copy(ctx context.Context, src, dst Storage, opts CopyOptions) (CopyProgress, error) {
+	var done CopyProgress
+	it, ok := AsIterator(src)
+	if !ok {
+		return done, fmt.Errorf("copy: the source cannot be iterated: %w", ErrNotSupported)
+	}
+	if !dst.Capabilities().Restore {
+		return done, fmt.Errorf("copy: the destination cannot restore: %w", ErrNotSupported)
+	}
+	ahead := opts.ReadAhead
+	if ahead <= 0 {
+		ahead = 16
+	}
+	ti, err := it.Iterate(ctx, opts.Start, 0)
+	if err != nil {
+		return done, wrapSource(fmt.Errorf("iterate: %w", err))
+	}
+	type fetched struct {
+		rec TxnRecord
+		err error
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	ch := make(chan fetched, ahead)
+	go func() {
+		defer close(ch)
+		defer ti.Close()
+		for {
+			var rec TxnRecord
+			var ok bool
+			err := opts.Bound.call(rctx, func(ctx context.Context) (err error) { rec, ok, err = ti.Next(ctx); return err })
+			if err == nil && !ok {
+				return
+			}
+			if err != nil {
+				err = wrapSource(fmt.Errorf("iterate: %w", err))
+			}
+			select {
+			case ch <- fetched{rec, err}:
+			case <-rctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	defer func() {
+		cancel()
+		for range ch {
+		}
+	}()
+	// The transactions themselves are written under a context that an
+	// interrupt does not cancel, so none is left half-written.
+	wctx := context.WithoutCancel(ctx)
+	for {
+		if err := ctx.Err(); err != nil {
+			return done, err
+		}
+		var f fetched
+		var more bool
+		select {
+		case f, more = <-ch:
+		case <-ctx.Done():
+			return done, ctx.Err()
+		}
+		if !more {
+			return done, ctx.Err()
+		}
+		if f.err != nil {
+			return done, f.err
+		}
+		n, err := RestoreTransaction(wctx, src, dst, f.rec, opts.Bound)
+		if err != nil {
+			return done, err
+		}
+		done.Tid, done.Transactions, done.Bytes = f.rec.Tid, done.Transactions+1, done.Bytes+n
+		if opts.Progress != nil {
+			opts.Progress(done)
+		}
+	}
+}
+
+// LoadStorageConfig reads a configuration of storage sections only, as
+// zodbconvert's and `zeoraid copy`'s are: no <zeo> is required, and
+// <zeo>, <eventlog> and <runner>, if present, are ignored. Errors are
+// positioned as LoadConfig's.
+func LoadStorageConfig(path string) (*Config, error) {
+	root, err := zconfig.ParseFile(path)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &Config{}
+	var errs zconfig.ErrorList
+	for _, k := range root.Keys {
+		errs = append(errs, &zconfig.Error{Pos: k.Pos, Msg: fmt.Sprintf("key %q is not allowed at the top level; only storage sections are", k.Name)})
+	}
+	collectImports(root, &cfg.Imports)
+	for _, s := range root.Sections {
+		switch s.Type {
+		case "zeo", "eventlog", "runner", "logger":
+		default:
+			cfg.Storages = append(cfg.Storages, s)
+		}
+	}
+	errs = append(errs, checkStorageNames(cfg.Storages)...)
+	if len(errs) > 0 {
+		return cfg, errs
+	}
+	return cfg, nil
+}
