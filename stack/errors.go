@@ -141,6 +141,35 @@ func (e *OpError) Error() string {
 
 func (e *OpError) Unwrap() error { return e.Err }
 
+// WrapOp is how a node adds its boundary: it replaces *err, when set, by an
+// *OpError naming node, op and the oid and tid involved (either may be
+// nil; their values are copied). An error that already carries an OpError
+// is left as it is: it crossed the boundary of the node where it
+// happened (a child's), and that path is the one worth reading. Backends
+// call it deferred from every exported method:
+//
+//	func (s *Storage) LoadBefore(ctx context.Context, oid Oid, before Tid) (_ Revision, err error) {
+//		defer WrapOp(&err, s.node, "loadBefore", &oid, &before)
+func WrapOp(err *error, node, op string, oid *Oid, tid *Tid) {
+	if *err == nil {
+		return
+	}
+	var inner *OpError
+	if errors.As(*err, &inner) {
+		return
+	}
+	e := &OpError{Node: node, Op: op, Err: *err}
+	if oid != nil {
+		o := *oid
+		e.Oid = &o
+	}
+	if tid != nil {
+		t := *tid
+		e.Tid = &t
+	}
+	*err = e
+}
+
 // IsBackendFailure separates failures (I/O errors, disconnects, timeouts, a
 // closed or crashed backend) from logical answers (not found, conflicts,
 // undo and read-only refusals, transaction state and capability errors,

@@ -54,3 +54,34 @@ func TestOpErrorMessage(t *testing.T) {
 		t.Fatal("OpError must unwrap")
 	}
 }
+
+func TestWrapOp(t *testing.T) {
+	oid, tid := Oid(7), Tid(0x03e5a1b2c3d4e5f6)
+	var err error
+	WrapOp(&err, "main/1", "loadBefore", &oid, &tid)
+	if err != nil {
+		t.Fatalf("nil wrapped into %v", err)
+	}
+	err = &NotFoundError{Oid: oid}
+	WrapOp(&err, "main/1", "loadBefore", &oid, &tid)
+	oid, tid = 8, 9 // the wrapper keeps the values it was given
+	want := "main/1: loadBefore 0x0000000000000007 @0x03e5a1b2c3d4e5f6: object 0x0000000000000007 not found"
+	if err.Error() != want {
+		t.Fatalf("got %q, want %q", err.Error(), want)
+	}
+	var nf *NotFoundError
+	if !errors.As(err, &nf) || IsBackendFailure(err) {
+		t.Fatalf("%v: the logical answer is lost behind the wrapper", err)
+	}
+	// A parent passing a child's error on keeps the child's boundary.
+	outer := fmt.Errorf("vote: %w", err)
+	WrapOp(&outer, "main", "tpc_vote", nil, nil)
+	if got := outer.Error(); got != "vote: "+want {
+		t.Fatalf("wrapped twice: %q", got)
+	}
+	fail := error(syscall.EIO)
+	WrapOp(&fail, "main/2", "tpc_finish", nil, nil)
+	if fail.Error() != "main/2: tpc_finish: input/output error" || !IsBackendFailure(fail) || !errors.Is(fail, syscall.EIO) {
+		t.Fatalf("failure wrapped as %q", fail)
+	}
+}
