@@ -79,8 +79,8 @@ func (b *Built) close() error {
 // Build opens the storage tree of cfg, children first. Configuration errors
 // of every section are collected and returned together as a
 // zconfig.ErrorList before anything is opened; if opening a node fails,
-// everything already opened is closed again and the error names the
-// node's position.
+// everything already opened is closed again and the error is an
+// *OpenError naming the node's position and wrapping the cause.
 func Build(ctx context.Context, cfg *Config, opts BuildOptions) (*Tree, error) {
 	if opts.Log == nil {
 		l := logrus.New()
@@ -130,6 +130,23 @@ func Build(ctx context.Context, cfg *Config, opts BuildOptions) (*Tree, error) {
 	}
 	return tree, nil
 }
+
+// OpenError is a storage section whose backend failed to open: where the
+// section is (file:line:col), its node path and type, and the backend's
+// error, which stays reachable by errors.Is and errors.As (a lock held by
+// another process, a typed storage error).
+type OpenError struct {
+	Pos  zconfig.Pos
+	Path string
+	Type string
+	Err  error
+}
+
+func (e *OpenError) Error() string {
+	return fmt.Sprintf("%s: %s: cannot open <%s>: %v", e.Pos, e.Path, e.Type, e.Err)
+}
+
+func (e *OpenError) Unwrap() error { return e.Err }
 
 // plan is a decoded section waiting to be opened.
 type plan struct {
@@ -268,7 +285,7 @@ func (p *plan) open(ctx context.Context, opts BuildOptions) (*Built, error) {
 	st, err := p.module.Open(ctx, node, p.options)
 	if err != nil {
 		_ = b.close()
-		return nil, &zconfig.Error{Pos: p.section.Pos, Msg: fmt.Sprintf("%s: cannot open <%s>: %v", p.path, p.section.Type, err)}
+		return nil, &OpenError{Pos: p.section.Pos, Path: p.path, Type: p.section.Type, Err: err}
 	}
 	b.Storage = st
 	return b, nil

@@ -29,6 +29,11 @@ func (l *openLog) add(s string) { l.mu.Lock(); l.lines = append(l.lines, s); l.m
 
 var events = &openLog{}
 
+// refusal is the typed error of a fake storage that fails to open.
+type refusal struct{ node string }
+
+func (r *refusal) Error() string { return "refused to open" }
+
 type fakeOptions struct {
 	Fail bool   `zconfig:"fail"`
 	Tag  string `zconfig:"tag"`
@@ -38,7 +43,7 @@ func init() {
 	open := func(ctx context.Context, n *stack.Node, opts any) (stack.Storage, error) {
 		o := opts.(*fakeOptions)
 		if o.Fail {
-			return nil, errors.New("refused to open")
+			return nil, &refusal{node: n.Path}
 		}
 		events.add("open " + n.Path + " children=" + strings.Join(n.ChildNames, ","))
 		return &fakeStorage{name: n.Path, log: events}, nil
@@ -102,6 +107,12 @@ address 8100
 `)
 	if err == nil || !strings.Contains(err.Error(), "test.conf:7:3: main/b: cannot open <buildleaf>: refused to open") {
 		t.Fatalf("error %v", err)
+	}
+	// The backend's error survives Build, beside the position.
+	var r *refusal
+	var oe *stack.OpenError
+	if !errors.As(err, &r) || r.node != "main/b" || !errors.As(err, &oe) || oe.Pos.Line != 7 || oe.Path != "main/b" {
+		t.Fatalf("the cause is lost after Build: %#v", err)
 	}
 	opened, closed := map[string]bool{}, map[string]bool{}
 	for _, l := range events.lines {
