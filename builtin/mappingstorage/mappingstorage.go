@@ -35,7 +35,9 @@ func init() {
 			if !ok {
 				return nil, fmt.Errorf("mappingstorage: options of type %T, want *Options", opts)
 			}
-			return New(o.Name, n.Log), nil
+			s := New(o.Name, n.Log)
+			s.node = n.Path
+			return s, nil
 		},
 	})
 }
@@ -57,7 +59,10 @@ type txnRecord struct {
 // Storage is an in-memory MVCC storage. All state is guarded by mu; the
 // commit semaphore serialises transactions from Begin to Finish or Abort.
 type Storage struct {
-	name     string
+	name string
+	// node names the storage in errors (stack.OpError): its node path
+	// when built from a configuration, else its name.
+	node     string
 	log      logrus.FieldLogger
 	notifier *stack.Notifier
 	commit   chan struct{} // holds one token while a transaction is open
@@ -69,6 +74,10 @@ type Storage struct {
 	byTid   map[stack.Tid]*txnRecord
 	last    stack.Tid
 	nextOid stack.Oid
+	// announced is set by Empty: the last tid watchers were told about.
+	// History committed again up to it is not announced a second time,
+	// as watchers rely on increasing tids.
+	announced stack.Tid
 }
 
 // New returns an empty storage named name, logging to log (nil: no logging).
@@ -80,6 +89,7 @@ func New(name string, log logrus.FieldLogger) *Storage {
 	}
 	return &Storage{
 		name:     name,
+		node:     name,
 		log:      log,
 		notifier: stack.NewNotifier(0),
 		commit:   make(chan struct{}, 1),
@@ -122,7 +132,8 @@ func clone(b []byte) []byte {
 }
 
 // LoadBefore implements stack.Storage (ZODB loadBefore).
-func (s *Storage) LoadBefore(ctx context.Context, oid stack.Oid, before stack.Tid) (stack.Revision, error) {
+func (s *Storage) LoadBefore(ctx context.Context, oid stack.Oid, before stack.Tid) (_ stack.Revision, err error) {
+	defer stack.WrapOp(&err, s.node, "loadBefore", &oid, &before)
 	if err := s.lock(ctx); err != nil {
 		return stack.Revision{}, err
 	}
@@ -146,7 +157,8 @@ func (s *Storage) LoadBefore(ctx context.Context, oid stack.Oid, before stack.Ti
 }
 
 // LoadSerial implements stack.Storage (ZODB loadSerial).
-func (s *Storage) LoadSerial(ctx context.Context, oid stack.Oid, serial stack.Tid) ([]byte, error) {
+func (s *Storage) LoadSerial(ctx context.Context, oid stack.Oid, serial stack.Tid) (_ []byte, err error) {
+	defer stack.WrapOp(&err, s.node, "loadSerial", &oid, &serial)
 	if err := s.lock(ctx); err != nil {
 		return nil, err
 	}
@@ -161,7 +173,8 @@ func (s *Storage) LoadSerial(ctx context.Context, oid stack.Oid, serial stack.Ti
 
 // History implements stack.Storage (ZODB history): newest first, deletions
 // included with size 0; size < 1 means 1.
-func (s *Storage) History(ctx context.Context, oid stack.Oid, size int) ([]stack.HistoryEntry, error) {
+func (s *Storage) History(ctx context.Context, oid stack.Oid, size int) (_ []stack.HistoryEntry, err error) {
+	defer stack.WrapOp(&err, s.node, "history", &oid, nil)
 	if err := s.lock(ctx); err != nil {
 		return nil, err
 	}
@@ -188,7 +201,8 @@ func (s *Storage) History(ctx context.Context, oid stack.Oid, size int) ([]stack
 }
 
 // LastTransaction implements stack.Storage.
-func (s *Storage) LastTransaction(ctx context.Context) (stack.Tid, error) {
+func (s *Storage) LastTransaction(ctx context.Context) (_ stack.Tid, err error) {
+	defer stack.WrapOp(&err, s.node, "lastTransaction", nil, nil)
 	if err := s.lock(ctx); err != nil {
 		return 0, err
 	}
@@ -198,7 +212,8 @@ func (s *Storage) LastTransaction(ctx context.Context) (stack.Tid, error) {
 
 // NewOIDs implements stack.Storage: oids count up from 1, past every oid
 // handed out or stored.
-func (s *Storage) NewOIDs(ctx context.Context, n int) ([]stack.Oid, error) {
+func (s *Storage) NewOIDs(ctx context.Context, n int) (_ []stack.Oid, err error) {
+	defer stack.WrapOp(&err, s.node, "new_oids", nil, nil)
 	if err := s.lock(ctx); err != nil {
 		return nil, err
 	}
@@ -222,7 +237,8 @@ func (s *Storage) Unwatch(ch chan<- stack.Event) { s.notifier.Unwatch(ch) }
 
 // Info implements stack.Storage: Length counts live objects, Size the bytes
 // of all stored revisions.
-func (s *Storage) Info(ctx context.Context) (stack.Info, error) {
+func (s *Storage) Info(ctx context.Context) (_ stack.Info, err error) {
+	defer stack.WrapOp(&err, s.node, "get_info", nil, nil)
 	if err := s.lock(ctx); err != nil {
 		return stack.Info{}, err
 	}
@@ -258,9 +274,32 @@ func (s *Storage) Close() error {
 	return nil
 }
 
+// Empty drops every transaction and object: the storage is as new, for
+// a RAID rebuilding this child (raid_recover NAME rebuild). It waits for
+// a transaction in progress. Watchers stay registered.
+func (s *Storage) Empty(ctx context.Context) (err error) {
+	defer stack.WrapOp(&err, s.node, "empty", nil, nil)
+	select {
+	case s.commit <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.commit }()
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	s.objects, s.txns, s.byTid = map[stack.Oid][]revision{}, nil, map[stack.Tid]*txnRecord{}
+	s.last, s.nextOid = 0, 1
+	s.announced = max(s.announced, s.notifier.Last())
+	s.log.Info("emptied")
+	return nil
+}
+
 // Iterate implements stack.Iterator. The iterator works on a snapshot of
 // the transactions taken now.
-func (s *Storage) Iterate(ctx context.Context, start, stop stack.Tid) (stack.TxnIterator, error) {
+func (s *Storage) Iterate(ctx context.Context, start, stop stack.Tid) (_ stack.TxnIterator, err error) {
+	defer stack.WrapOp(&err, s.node, "iterator_start", nil, nil)
 	if err := s.lock(ctx); err != nil {
 		return nil, err
 	}
@@ -290,7 +329,8 @@ type txnIterator struct {
 	recs []stack.TxnRecord
 }
 
-func (it *txnIterator) Next(ctx context.Context) (stack.TxnRecord, bool, error) {
+func (it *txnIterator) Next(ctx context.Context) (_ stack.TxnRecord, _ bool, err error) {
+	defer stack.WrapOp(&err, it.s.node, "iterator_next", nil, nil)
 	if err := it.s.lock(ctx); err != nil {
 		return stack.TxnRecord{}, false, err
 	}
@@ -319,7 +359,8 @@ func (s *Storage) liveOids() []stack.Oid {
 
 // RecordIterNext implements stack.RecordIterator. When no live object has
 // an oid >= from it returns a *NotFoundError.
-func (s *Storage) RecordIterNext(ctx context.Context, from stack.Oid) (stack.DataRecord, stack.Oid, bool, error) {
+func (s *Storage) RecordIterNext(ctx context.Context, from stack.Oid) (_ stack.DataRecord, _ stack.Oid, _ bool, err error) {
+	defer stack.WrapOp(&err, s.node, "record_iternext", &from, nil)
 	if err := s.lock(ctx); err != nil {
 		return stack.DataRecord{}, 0, false, err
 	}
@@ -341,7 +382,8 @@ func (s *Storage) RecordIterNext(ctx context.Context, from stack.Oid) (stack.Dat
 // UndoLog implements stack.Undoer (ZODB undoLog): newest first, stopping
 // at a packed transaction and skipping other non-normal ones. The id is
 // the tid's 8 bytes.
-func (s *Storage) UndoLog(ctx context.Context, first, last int, match func(stack.UndoInfo) bool) ([]stack.UndoInfo, error) {
+func (s *Storage) UndoLog(ctx context.Context, first, last int, match func(stack.UndoInfo) bool) (_ []stack.UndoInfo, err error) {
+	defer stack.WrapOp(&err, s.node, "undoLog", nil, nil)
 	if err := s.lock(ctx); err != nil {
 		return nil, err
 	}
@@ -385,7 +427,8 @@ func (s *Storage) UndoLog(ctx context.Context, first, last int, match func(stack
 // Transactions up to the pack time that keep records get status 'p';
 // those left empty disappear. When nothing would be removed, nothing
 // changes (as FileStorage).
-func (s *Storage) Pack(ctx context.Context, t time.Time, gc bool) error {
+func (s *Storage) Pack(ctx context.Context, t time.Time, gc bool) (err error) {
+	defer stack.WrapOp(&err, s.node, "pack", nil, nil)
 	if err := s.lock(ctx); err != nil {
 		return err
 	}
@@ -496,7 +539,7 @@ func (s *Storage) Pack(ctx context.Context, t time.Time, gc bool) error {
 		s.objects[oid] = revs
 	}
 	s.txns = txns
-	s.log.WithFields(logrus.Fields{"pack_tid": pt.Hex(), "gc": gc, "removed": removed}).Info("packed")
+	s.log.WithFields(logrus.Fields{"pack_tid": pt.String(), "gc": gc, "removed": removed}).Info("packed")
 	return nil
 }
 
@@ -531,7 +574,8 @@ type txn struct {
 // Begin implements stack.Storage (ZODB tpc_begin). It blocks until the
 // previous transaction finishes or aborts, or ctx ends. An explicit tid
 // must follow the last committed one.
-func (s *Storage) Begin(ctx context.Context, meta stack.TxnMeta) (stack.Txn, error) {
+func (s *Storage) Begin(ctx context.Context, meta stack.TxnMeta) (_ stack.Txn, err error) {
+	defer stack.WrapOp(&err, s.node, "tpc_begin", nil, nil)
 	if err := s.lock(ctx); err != nil {
 		return nil, err
 	}
@@ -583,7 +627,8 @@ func (t *txn) put(p *pending) {
 }
 
 // Store implements stack.Txn; conflicts are reported by Vote.
-func (t *txn) Store(ctx context.Context, oid stack.Oid, serial stack.Tid, data []byte) error {
+func (t *txn) Store(ctx context.Context, oid stack.Oid, serial stack.Tid, data []byte) (err error) {
+	defer stack.WrapOp(&err, t.s.node, "store", &oid, nil)
 	if err := t.open(ctx); err != nil {
 		return err
 	}
@@ -595,7 +640,8 @@ func (t *txn) Store(ctx context.Context, oid stack.Oid, serial stack.Tid, data [
 }
 
 // Delete implements stack.DeleteTxn; a stale serial fails at Vote.
-func (t *txn) Delete(ctx context.Context, oid stack.Oid, serial stack.Tid) error {
+func (t *txn) Delete(ctx context.Context, oid stack.Oid, serial stack.Tid) (err error) {
+	defer stack.WrapOp(&err, t.s.node, "deleteObject", &oid, nil)
 	if err := t.open(ctx); err != nil {
 		return err
 	}
@@ -604,7 +650,8 @@ func (t *txn) Delete(ctx context.Context, oid stack.Oid, serial stack.Tid) error
 }
 
 // Restore implements stack.RestoreTxn: no conflict check.
-func (t *txn) Restore(ctx context.Context, oid stack.Oid, data []byte, prevTxn stack.Tid) error {
+func (t *txn) Restore(ctx context.Context, oid stack.Oid, data []byte, prevTxn stack.Tid) (err error) {
+	defer stack.WrapOp(&err, t.s.node, "restore", &oid, nil)
 	if err := t.open(ctx); err != nil {
 		return err
 	}
@@ -616,7 +663,8 @@ func (t *txn) Restore(ctx context.Context, oid stack.Oid, data []byte, prevTxn s
 }
 
 // CheckCurrentSerial implements stack.Txn; checked at Vote.
-func (t *txn) CheckCurrentSerial(ctx context.Context, oid stack.Oid, serial stack.Tid) error {
+func (t *txn) CheckCurrentSerial(ctx context.Context, oid stack.Oid, serial stack.Tid) (err error) {
+	defer stack.WrapOp(&err, t.s.node, "checkCurrentSerial", &oid, nil)
 	if err := t.open(ctx); err != nil {
 		return err
 	}
@@ -628,7 +676,8 @@ func (t *txn) CheckCurrentSerial(ctx context.Context, oid stack.Oid, serial stac
 // undone transaction wrote goes back to its state before it; it fails with
 // *UndoError when an object changed since (unless the later change wrote
 // the same bytes) or the transaction is unknown or packed.
-func (t *txn) Undo(ctx context.Context, id []byte) ([]stack.Oid, error) {
+func (t *txn) Undo(ctx context.Context, id []byte) (_ []stack.Oid, err error) {
+	defer stack.WrapOp(&err, t.s.node, "undo", nil, nil)
 	if err := t.open(ctx); err != nil {
 		return nil, err
 	}
@@ -677,7 +726,8 @@ func (t *txn) Undo(ctx context.Context, id []byte) ([]stack.Oid, error) {
 
 // Vote implements stack.Txn: it checks every serial and returns all write
 // conflicts as stack.Conflicts, or the first read conflict.
-func (t *txn) Vote(ctx context.Context) ([]stack.Oid, error) {
+func (t *txn) Vote(ctx context.Context) (_ []stack.Oid, err error) {
+	defer stack.WrapOp(&err, t.s.node, "tpc_vote", nil, nil)
 	if err := t.open(ctx); err != nil {
 		return nil, err
 	}
@@ -715,7 +765,8 @@ func (t *txn) Vote(ctx context.Context) ([]stack.Oid, error) {
 
 // Finish implements stack.Txn: it commits, publishes the event and
 // releases the commit token.
-func (t *txn) Finish(ctx context.Context) (stack.Tid, error) {
+func (t *txn) Finish(ctx context.Context) (_ stack.Tid, err error) {
+	defer stack.WrapOp(&err, t.s.node, "tpc_finish", nil, nil)
 	if t.state != txnVoted {
 		return 0, fmt.Errorf("finish before vote: %w", stack.ErrTxnState)
 	}
@@ -745,8 +796,11 @@ func (t *txn) Finish(ctx context.Context) (stack.Tid, error) {
 	s.txns = append(s.txns, rec)
 	s.byTid[tid] = rec
 	s.last = tid
+	if tid <= s.announced {
+		return tid, nil
+	}
 	if err := s.notifier.Publish(ev); err != nil {
-		s.log.WithError(err).WithField("tid", tid.Hex()).Error("invalidation not published")
+		s.log.WithError(err).WithField("tid", tid.String()).Error("invalidation not published")
 	}
 	return tid, nil
 }
