@@ -48,7 +48,12 @@ func init() {
 			if len(n.Children) != 1 {
 				return nil, fmt.Errorf("<blobstorage> needs exactly one storage section inside, found %d", len(n.Children))
 			}
-			return New(n.Children[0], string(opts.(*Options).BlobDir), n.Log)
+			s, err := New(n.Children[0], string(opts.(*Options).BlobDir), n.Log)
+			if err != nil {
+				return nil, err
+			}
+			s.node = n.Path
+			return s, nil
 		},
 	})
 }
@@ -58,6 +63,10 @@ type Storage struct {
 	stack.Storage
 	blobs *blobdir.Dir
 	log   logrus.FieldLogger
+	// node names the wrapper in errors (stack.OpError): its node path
+	// when built from a configuration, else the blob directory. Errors
+	// from the child keep the child's own.
+	node string
 
 	// commit is a one-slot token held from Begin to Finish or Abort: the
 	// wrapper picks each tid itself, so transactions must reach the child
@@ -94,7 +103,46 @@ func New(child stack.Storage, dir string, log logrus.FieldLogger) (*Storage, err
 		l.SetLevel(logrus.PanicLevel)
 		log = l
 	}
-	return &Storage{Storage: child, blobs: bd, log: log, commit: make(chan struct{}, 1), closed: make(chan struct{})}, nil
+	return &Storage{Storage: child, blobs: bd, log: log, node: dir, commit: make(chan struct{}, 1), closed: make(chan struct{})}, nil
+}
+
+// The calls below are the child's; they go through the wrapper's boundary
+// so that an error names a node even when the child does not.
+
+// LoadBefore implements stack.Storage by delegation.
+func (s *Storage) LoadBefore(ctx context.Context, oid stack.Oid, before stack.Tid) (_ stack.Revision, err error) {
+	defer stack.WrapOp(&err, s.node, "loadBefore", &oid, &before)
+	return s.Storage.LoadBefore(ctx, oid, before)
+}
+
+// LoadSerial implements stack.Storage by delegation.
+func (s *Storage) LoadSerial(ctx context.Context, oid stack.Oid, serial stack.Tid) (_ []byte, err error) {
+	defer stack.WrapOp(&err, s.node, "loadSerial", &oid, &serial)
+	return s.Storage.LoadSerial(ctx, oid, serial)
+}
+
+// History implements stack.Storage by delegation.
+func (s *Storage) History(ctx context.Context, oid stack.Oid, size int) (_ []stack.HistoryEntry, err error) {
+	defer stack.WrapOp(&err, s.node, "history", &oid, nil)
+	return s.Storage.History(ctx, oid, size)
+}
+
+// LastTransaction implements stack.Storage by delegation.
+func (s *Storage) LastTransaction(ctx context.Context) (_ stack.Tid, err error) {
+	defer stack.WrapOp(&err, s.node, "lastTransaction", nil, nil)
+	return s.Storage.LastTransaction(ctx)
+}
+
+// NewOIDs implements stack.Storage by delegation.
+func (s *Storage) NewOIDs(ctx context.Context, n int) (_ []stack.Oid, err error) {
+	defer stack.WrapOp(&err, s.node, "new_oids", nil, nil)
+	return s.Storage.NewOIDs(ctx, n)
+}
+
+// Info implements stack.Storage by delegation.
+func (s *Storage) Info(ctx context.Context) (_ stack.Info, err error) {
+	defer stack.WrapOp(&err, s.node, "get_info", nil, nil)
+	return s.Storage.Info(ctx)
 }
 
 // Capabilities are the child's plus blobs.
@@ -105,7 +153,8 @@ func (s *Storage) Capabilities() stack.Capabilities {
 }
 
 // LoadBlob implements stack.Blobber.
-func (s *Storage) LoadBlob(ctx context.Context, oid stack.Oid, serial stack.Tid) (string, error) {
+func (s *Storage) LoadBlob(ctx context.Context, oid stack.Oid, serial stack.Tid) (_ string, err error) {
+	defer stack.WrapOp(&err, s.node, "loadBlob", &oid, &serial)
 	p := s.blobs.File(oid, serial)
 	if _, err := os.Stat(p); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -122,7 +171,8 @@ func (s *Storage) BlobTempDir() string { return s.blobs.TempDir() }
 // Iterate, RecordIterNext, UndoLog: the child's, when it has them.
 
 // Iterate implements stack.Iterator by delegation.
-func (s *Storage) Iterate(ctx context.Context, start, stop stack.Tid) (stack.TxnIterator, error) {
+func (s *Storage) Iterate(ctx context.Context, start, stop stack.Tid) (_ stack.TxnIterator, err error) {
+	defer stack.WrapOp(&err, s.node, "iterator_start", nil, nil)
 	it, ok := stack.AsIterator(s.Storage)
 	if !ok {
 		return nil, stack.ErrNotSupported
@@ -131,7 +181,8 @@ func (s *Storage) Iterate(ctx context.Context, start, stop stack.Tid) (stack.Txn
 }
 
 // RecordIterNext implements stack.RecordIterator by delegation.
-func (s *Storage) RecordIterNext(ctx context.Context, from stack.Oid) (stack.DataRecord, stack.Oid, bool, error) {
+func (s *Storage) RecordIterNext(ctx context.Context, from stack.Oid) (_ stack.DataRecord, _ stack.Oid, _ bool, err error) {
+	defer stack.WrapOp(&err, s.node, "record_iternext", &from, nil)
 	ri, ok := stack.AsRecordIterator(s.Storage)
 	if !ok {
 		return stack.DataRecord{}, 0, false, stack.ErrNotSupported
@@ -140,7 +191,8 @@ func (s *Storage) RecordIterNext(ctx context.Context, from stack.Oid) (stack.Dat
 }
 
 // UndoLog implements stack.Undoer by delegation.
-func (s *Storage) UndoLog(ctx context.Context, first, last int, match func(stack.UndoInfo) bool) ([]stack.UndoInfo, error) {
+func (s *Storage) UndoLog(ctx context.Context, first, last int, match func(stack.UndoInfo) bool) (_ []stack.UndoInfo, err error) {
+	defer stack.WrapOp(&err, s.node, "undoLog", nil, nil)
 	u, ok := stack.AsUndoer(s.Storage)
 	if !ok {
 		return nil, stack.ErrNotSupported
@@ -150,7 +202,8 @@ func (s *Storage) UndoLog(ctx context.Context, first, last int, match func(stack
 
 // Pack packs the child, then removes the blob files of revisions the child
 // no longer has.
-func (s *Storage) Pack(ctx context.Context, t time.Time, gc bool) error {
+func (s *Storage) Pack(ctx context.Context, t time.Time, gc bool) (err error) {
+	defer stack.WrapOp(&err, s.node, "pack", nil, nil)
 	p, ok := stack.AsPacker(s.Storage)
 	if !ok {
 		return stack.ErrNotSupported
@@ -207,7 +260,8 @@ func (s *Storage) parse(path string) (stack.Oid, stack.Tid, bool) {
 
 // Begin starts a child transaction with a tid of the wrapper's choosing, so
 // blob files can take their final names before the commit.
-func (s *Storage) Begin(ctx context.Context, meta stack.TxnMeta) (stack.Txn, error) {
+func (s *Storage) Begin(ctx context.Context, meta stack.TxnMeta) (_ stack.Txn, err error) {
+	defer stack.WrapOp(&err, s.node, "tpc_begin", nil, nil)
 	select {
 	case <-s.closed:
 		return nil, stack.ErrClosed
@@ -256,8 +310,21 @@ func (t *txn) done() {
 	}
 }
 
+// Store implements stack.Txn by delegation.
+func (t *txn) Store(ctx context.Context, oid stack.Oid, serial stack.Tid, data []byte) (err error) {
+	defer stack.WrapOp(&err, t.s.node, "store", &oid, &t.tid)
+	return t.Txn.Store(ctx, oid, serial, data)
+}
+
+// CheckCurrentSerial implements stack.Txn by delegation.
+func (t *txn) CheckCurrentSerial(ctx context.Context, oid stack.Oid, serial stack.Tid) (err error) {
+	defer stack.WrapOp(&err, t.s.node, "checkCurrentSerial", &oid, &t.tid)
+	return t.Txn.CheckCurrentSerial(ctx, oid, serial)
+}
+
 // Finish commits in the child and ends the transaction.
-func (t *txn) Finish(ctx context.Context) (stack.Tid, error) {
+func (t *txn) Finish(ctx context.Context) (_ stack.Tid, err error) {
+	defer stack.WrapOp(&err, t.s.node, "tpc_finish", nil, &t.tid)
 	tid, err := t.Txn.Finish(ctx)
 	if err == nil {
 		t.placed = nil
@@ -276,7 +343,8 @@ func (t *txn) place(src string, oid stack.Oid, keep bool) error {
 }
 
 // StoreBlob implements stack.BlobTxn.
-func (t *txn) StoreBlob(ctx context.Context, oid stack.Oid, serial stack.Tid, data []byte, blobPath string) error {
+func (t *txn) StoreBlob(ctx context.Context, oid stack.Oid, serial stack.Tid, data []byte, blobPath string) (err error) {
+	defer stack.WrapOp(&err, t.s.node, "storeBlob", &oid, &t.tid)
 	if err := t.Txn.Store(ctx, oid, serial, data); err != nil {
 		os.Remove(blobPath)
 		return err
@@ -285,7 +353,8 @@ func (t *txn) StoreBlob(ctx context.Context, oid stack.Oid, serial stack.Tid, da
 }
 
 // RestoreBlob implements stack.BlobTxn.
-func (t *txn) RestoreBlob(ctx context.Context, oid stack.Oid, data []byte, blobPath string, prevTxn stack.Tid) error {
+func (t *txn) RestoreBlob(ctx context.Context, oid stack.Oid, data []byte, blobPath string, prevTxn stack.Tid) (err error) {
+	defer stack.WrapOp(&err, t.s.node, "restoreBlob", &oid, &t.tid)
 	rt, ok := t.Txn.(stack.RestoreTxn)
 	if !ok {
 		return stack.ErrNotSupported
@@ -297,7 +366,8 @@ func (t *txn) RestoreBlob(ctx context.Context, oid stack.Oid, data []byte, blobP
 }
 
 // Restore implements stack.RestoreTxn by delegation.
-func (t *txn) Restore(ctx context.Context, oid stack.Oid, data []byte, prevTxn stack.Tid) error {
+func (t *txn) Restore(ctx context.Context, oid stack.Oid, data []byte, prevTxn stack.Tid) (err error) {
+	defer stack.WrapOp(&err, t.s.node, "restore", &oid, &t.tid)
 	rt, ok := t.Txn.(stack.RestoreTxn)
 	if !ok {
 		return stack.ErrNotSupported
@@ -306,7 +376,8 @@ func (t *txn) Restore(ctx context.Context, oid stack.Oid, data []byte, prevTxn s
 }
 
 // Delete implements stack.DeleteTxn by delegation.
-func (t *txn) Delete(ctx context.Context, oid stack.Oid, serial stack.Tid) error {
+func (t *txn) Delete(ctx context.Context, oid stack.Oid, serial stack.Tid) (err error) {
+	defer stack.WrapOp(&err, t.s.node, "deleteObject", &oid, &t.tid)
 	dt, ok := t.Txn.(stack.DeleteTxn)
 	if !ok {
 		return stack.ErrNotSupported
@@ -317,7 +388,8 @@ func (t *txn) Delete(ctx context.Context, oid stack.Oid, serial stack.Tid) error
 // Undo undoes in the child and gives every object whose restored state has
 // a blob that blob again under this transaction's tid, as Python's
 // BlobStorage does.
-func (t *txn) Undo(ctx context.Context, id []byte) ([]stack.Oid, error) {
+func (t *txn) Undo(ctx context.Context, id []byte) (_ []stack.Oid, err error) {
+	defer stack.WrapOp(&err, t.s.node, "undo", nil, &t.tid)
 	ut, ok := t.Txn.(stack.UndoTxn)
 	if !ok {
 		return nil, stack.ErrNotSupported
@@ -368,7 +440,8 @@ func (t *txn) undoneTid(ctx context.Context, id []byte) (stack.Tid, error) {
 
 // Vote makes the placed blob files durable before the child votes: a
 // committed record must never lack its blob after a crash.
-func (t *txn) Vote(ctx context.Context) ([]stack.Oid, error) {
+func (t *txn) Vote(ctx context.Context) (_ []stack.Oid, err error) {
+	defer stack.WrapOp(&err, t.s.node, "tpc_vote", nil, &t.tid)
 	for _, p := range t.placed {
 		if err := syncFile(p); err != nil {
 			return nil, err
@@ -394,8 +467,9 @@ func syncFile(path string) error {
 }
 
 // Abort aborts the child and removes the blob files placed for it.
-func (t *txn) Abort(ctx context.Context) error {
-	err := t.Txn.Abort(ctx)
+func (t *txn) Abort(ctx context.Context) (err error) {
+	defer stack.WrapOp(&err, t.s.node, "tpc_abort", nil, &t.tid)
+	err = t.Txn.Abort(ctx)
 	for _, p := range t.placed {
 		os.Remove(p)
 	}
