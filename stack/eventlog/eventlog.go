@@ -125,9 +125,18 @@ func ParseLevel(s string) (logrus.Level, error) {
 	return logrus.TraceLevel, nil
 }
 
+// LoggerField is the entry field that names the Python logger a line is
+// logged under (%(name)s), for lines that keep the wording of ZEO's own
+// server (its loggers are "ZEO.StorageServer" and "ZEO.asyncio.server"), so
+// that what operators and ZEO's tests look for in runzeo's logs is found in
+// zeoraid's. Without it the name is "zeoraid", or "zeoraid.NODE" for an
+// entry with a "node" field.
+const LoggerField = "logger"
+
 // Formatter renders entries with a Python logging format string:
 // %(asctime)s, %(levelname)s, %(name)s, %(message)s, %(process)d; the
-// entry's fields follow the message as key=value, sorted.
+// entry's fields other than LoggerField follow the message as key=value,
+// sorted.
 type Formatter struct {
 	Layout     string // the Python format string
 	DateFormat string // strftime subset: %Y %m %d %H %M %S
@@ -139,7 +148,9 @@ func (f *Formatter) Format(e *logrus.Entry) ([]byte, error) {
 	if len(e.Data) > 0 {
 		keys := make([]string, 0, len(e.Data))
 		for k := range e.Data {
-			keys = append(keys, k)
+			if k != LoggerField {
+				keys = append(keys, k)
+			}
 		}
 		sort.Strings(keys)
 		var b strings.Builder
@@ -150,7 +161,9 @@ func (f *Formatter) Format(e *logrus.Entry) ([]byte, error) {
 		msg = b.String()
 	}
 	name := "zeoraid"
-	if n, ok := e.Data["node"]; ok {
+	if n, ok := e.Data[LoggerField]; ok {
+		name = fmt.Sprint(n)
+	} else if n, ok := e.Data["node"]; ok {
 		name = fmt.Sprintf("zeoraid.%v", n)
 	}
 	r := strings.NewReplacer(
