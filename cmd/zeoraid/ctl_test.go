@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +12,6 @@ import (
 
 	"github.com/zeoraid/zeoraid/builtin/mappingstorage"
 	"github.com/zeoraid/zeoraid/builtin/raidstorage"
-	"github.com/zeoraid/zeoraid/interop/pyenv"
 	"github.com/zeoraid/zeoraid/stack"
 	"github.com/zeoraid/zeoraid/stack/server"
 )
@@ -126,42 +122,5 @@ func TestCtlCannotConnect(t *testing.T) {
 	out, code := ctl(t, "127.0.0.1:1", "status")
 	if code != 3 || !strings.Contains(out, "zeoraid ctl:") {
 		t.Fatalf("exit %d, output %q; want 3 and an error", code, out)
-	}
-}
-
-// `ctl status` answers for plain ZEO servers too: the real Python runzeo.
-func TestCtlStatusOfPlainRunzeo(t *testing.T) {
-	py := pyenv.Python(t)
-	dir := t.TempDir()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	cmd := exec.Command(py, "-m", "ZEO.runzeo", "-a", addr, "-f", filepath.Join(dir, "Data.fs"))
-	cmd.Dir = dir
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	for i := 0; ; i++ {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if i > 300 {
-			t.Fatalf("runzeo did not start: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	out, code := ctl(t, addr, "status")
-	if code != 0 || !strings.Contains(out, "reachable (not a RAID)") || !strings.Contains(out, "last transaction 0000000000000000") {
-		t.Fatalf("exit %d, output %q", code, out)
-	}
-	out, code = ctl(t, addr, "details")
-	if code != 3 || !strings.Contains(out, "does not offer raid_details") {
-		t.Fatalf("details on a plain server: exit %d, output %q", code, out)
 	}
 }

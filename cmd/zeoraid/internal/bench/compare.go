@@ -4,24 +4,30 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/zeoraid/zeoraid/interop/pyenv"
 )
 
 // Server is a ZEO server process started for a comparison.
 type Server struct {
-	Name string
-	Addr string
-	cmd  *exec.Cmd
+	Name   string
+	Addr   string
+	cmd    *exec.Cmd
+	runzeo *pyenv.Runzeo
 }
 
 // Stop ends the server with SIGTERM and waits for it.
 func (s *Server) Stop() {
+	if s.runzeo != nil {
+		s.runzeo.Stop()
+		return
+	}
 	if s.cmd == nil || s.cmd.Process == nil {
 		return
 	}
@@ -48,31 +54,14 @@ func StorageConfig(kind, dir string) (string, error) {
 	return "", fmt.Errorf("unknown storage kind %q (want mapping or file)", kind)
 }
 
-// StartRunzeo starts Python's ZEO server (python -m ZEO.runzeo) on a free
-// loopback port with the given storage section, in dir.
+// StartRunzeo starts Python's ZEO server (ZEO.runzeo) on a loopback port
+// of the kernel's choice with the given storage section, in dir.
 func StartRunzeo(ctx context.Context, python, storage, dir string) (*Server, error) {
-	port, err := freePort()
+	r, err := pyenv.StartRunzeoContext(ctx, python, pyenv.RunzeoOptions{Config: storage, Dir: dir})
 	if err != nil {
 		return nil, err
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	conf := filepath.Join(dir, "runzeo.conf")
-	text := fmt.Sprintf("<zeo>\n  address %s\n</zeo>\n%s", addr, storage)
-	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
-		return nil, err
-	}
-	cmd := exec.CommandContext(ctx, python, "-m", "ZEO.runzeo", "-C", conf)
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("runzeo: %w", err)
-	}
-	s := &Server{Name: "runzeo", Addr: addr, cmd: cmd}
-	if err := waitListening(addr, 30*time.Second); err != nil {
-		s.Stop()
-		return nil, fmt.Errorf("runzeo did not start: %w", err)
-	}
-	return s, nil
+	return &Server{Name: "runzeo", Addr: r.Addr, runzeo: r}, nil
 }
 
 // StartZeoraid starts `zeoraid serve` (the binary at exe) on a free port
@@ -101,30 +90,6 @@ func StartZeoraid(ctx context.Context, exe, storage, dir string) (*Server, error
 	}
 	s.Stop()
 	return nil, fmt.Errorf("zeoraid did not report its address in %s", ready)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func waitListening(addr string, d time.Duration) error {
-	deadline := time.Now().Add(d)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // PrintComparison writes a table of both results and zeoraid/runzeo ratios
