@@ -281,7 +281,7 @@ func runApplication(t *testing.T, python string, enc Encoding, label string) {
 		}
 		if !durable {
 			// The new database is older than the clients' caches, so
-			// ZEO clients refuse it (zeo-notes.md §3.13).
+			// ZEO clients refuse it (docs/protocol.md §6.2).
 			t.Logf("mappingstorage: after the restart B cannot use the new, empty database: %v", r["error"])
 			return
 		}

@@ -1,6 +1,6 @@
 package interop
 
-// Process-level tests of the RAID (specs/raid.md §7): zeoraid serves a
+// Process-level tests of the RAID (docs/raid.md §11): zeoraid serves a
 // <raidstorage> whose children are real Python runzeo processes, killed
 // with SIGKILL and replaced, while Python applications (ZODB.DB over
 // ClientStorage, interop/python/raid_agent.py) use zeoraid's port.
@@ -485,8 +485,8 @@ func TestRAIDRecoveryUnderLoad(t *testing.T) {
 	wantStatus(t, rs.addr(), "degraded", 2)
 }
 
-// TestRAIDRestart restarts zeoraid with children in mixed states (§2's
-// start-up rule): child 1 (runzeo) up to date, child 2 (runzeo) down,
+// TestRAIDRestart restarts zeoraid with children in mixed states (the
+// start-up rule of docs/raid.md §4): child 1 (runzeo) up to date, child 2 (runzeo) down,
 // child fs (a filestorage) behind. They start optimal, "could not open:
 // …" and "missing transactions"; the client reconnects and reads on, and
 // both laggards are recovered.

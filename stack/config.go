@@ -24,7 +24,7 @@ type Config struct {
 	Warnings []string
 }
 
-// ZEOOptions is the <zeo> section (ZEO/server.xml, zeo-protocol.md §6.3).
+// ZEOOptions is the <zeo> section (ZEO/server.xml, docs/configuration.md §2).
 type ZEOOptions struct {
 	Address                  zconfig.BindAddress     `zconfig:"address,required" doc:"where to listen: host:port, port, [v6]:port, or a unix socket path (contains /)"`
 	ReadOnly                 bool                    `zconfig:"read-only" doc:"serve every storage read-only; writable registrations get ReadOnlyError (pack is still allowed)"`
@@ -48,7 +48,7 @@ type SSLOptions struct {
 	Authenticate     string                  `zconfig:"authenticate,required" doc:"CA file or directory used to verify client certificates; DYNAMIC loads none"`
 }
 
-// EventLogOptions is <eventlog> (ZConfig's logger component, §6.6).
+// EventLogOptions is <eventlog> (ZConfig's logger component, docs/configuration.md §3).
 type EventLogOptions struct {
 	Level    string            `zconfig:"level,default=info" doc:"critical, error, warn, info, blather, debug, trace, all, notset, or 0..50"`
 	LogFiles []*LogFileOptions `zconfig:"logfile,section" doc:"a log file handler"`

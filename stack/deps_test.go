@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// TestDependencyRules checks design.md's layering with `go list`: zconfig
+// TestDependencyRules checks the layering of docs/architecture.md §2.2 with `go list`: zconfig
 // imports nothing of ours; stack never imports builtin or plugins; a
 // builtin never imports another builtin (builtin/all only links them).
 func TestDependencyRules(t *testing.T) {

@@ -21,7 +21,7 @@ var (
 	ErrTxnState = errors.New("transaction in wrong state")
 	// ErrEmptyData refuses a record with empty data. ZODB records are
 	// pickles, never empty; Python's FileStorage writes an empty record
-	// that its own readers then misread as a backpointer (filestorage.md
+	// that its own readers then misread as a backpointer (docs/filestorage.md
 	// §1.4), so every storage refuses one. Deleting is Delete's job.
 	ErrEmptyData = &StorageError{Msg: "empty object data cannot be stored (ZODB records are pickles; delete an object with deleteObject)"}
 )

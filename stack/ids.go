@@ -18,7 +18,7 @@ import (
 // The root object is oid 0.
 type Oid uint64
 
-// Tid is a ZODB transaction id in the TimeStamp format (filestorage.md §8):
+// Tid is a ZODB transaction id in the TimeStamp format (docs/filestorage.md §8):
 // the high word counts minutes since 1900 (every month 31 days), the low word
 // the fraction of the minute in units of 60/2^32 seconds. Tid 0 (z64) means
 // "no transaction".

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// The worked example of zeo-protocol.md §8.1.
+// The tid of the golden frames, worked out in docs/filestorage.md §8.
 func TestTidFromTimeSpecExample(t *testing.T) {
 	tm := time.Date(2024, 5, 17, 13, 45, 30, 500_000_000, time.UTC)
 	got := TidFromTime(tm)

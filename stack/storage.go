@@ -61,7 +61,7 @@ type Event struct {
 	// tell what (a zeoclient whose server could not say what it missed
 	// while disconnected; a history rewritten by recovery): watchers drop
 	// every cache. The server closes its clients' connections so they
-	// reconnect and verify (zeo-protocol.md §4.8.4).
+	// reconnect and verify (docs/protocol.md §6.7).
 	Reset bool
 }
 
@@ -288,7 +288,7 @@ func AsBlobber(s Storage) (Blobber, bool) {
 }
 
 // Extender is implemented by storages that offer extra synchronous ZEO
-// calls, such as the RAID's management calls (zeo-protocol.md §5). The
+// calls, such as the RAID's management calls (docs/protocol.md §4.20). The
 // server lists them in get_info's extensionMethods and dispatches them on
 // registered connections, read-only ones included.
 type Extender interface {

@@ -429,7 +429,7 @@ func TestSuggest(t *testing.T) {
 }
 
 func TestDependencyRule(t *testing.T) {
-	// zconfig imports nothing of ours (design.md): check the non-test files.
+	// zconfig imports nothing of ours (docs/architecture.md §2.2): check the non-test files.
 	files, _ := filepath.Glob("*.go")
 	for _, f := range files {
 		if strings.HasSuffix(f, "_test.go") {

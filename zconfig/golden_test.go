@@ -15,7 +15,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
 
-// The test schema follows zeo.conf (zeo-protocol.md §6): what the golden
+// The test schema follows zeo.conf (docs/configuration.md): what the golden
 // files decode into.
 type testConfig struct {
 	ZEO             *testZEO           `zconfig:"zeo,section,required"`

@@ -72,7 +72,7 @@ func (t *txn) placeBlob(src string, oid stack.Oid, keepSrc bool) error {
 	return err
 }
 
-// isBlobRecord tells a blob record by its class pickle (§5.7).
+// isBlobRecord tells a blob record by its class pickle (docs/filestorage.md §5.5).
 func isBlobRecord(data []byte) bool {
 	return strings.Contains(string(data), "ZODB.blob")
 }

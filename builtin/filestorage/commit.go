@@ -169,7 +169,7 @@ func (t *txn) add(oid stack.Oid, recTid stack.Tid, prev int64, data []byte, back
 // Store is ZODB's store. A stale serial (any serial but 0 for a new oid,
 // which is stricter than Python) is remembered and reported by Vote with
 // every other conflict; the data is not written. Empty data is refused:
-// the format cannot hold it (filestorage.md §1.4).
+// the format cannot hold it (docs/filestorage.md §1.4).
 func (t *txn) Store(ctx context.Context, oid stack.Oid, serial stack.Tid, data []byte) error {
 	if err := t.usable(); err != nil {
 		return err
@@ -223,7 +223,7 @@ func (t *txn) Delete(ctx context.Context, oid stack.Oid, serial stack.Tid) error
 	return t.add(oid, t.tid, prev, nil, 0)
 }
 
-// Restore is ZODB's restore (§4.5): no conflict check; with prevTxn, a
+// Restore is ZODB's restore (docs/filestorage.md §4.3): no conflict check; with prevTxn, a
 // backpointer to identical data in that transaction when there is one.
 func (t *txn) Restore(ctx context.Context, oid stack.Oid, data []byte, prevTxn stack.Tid) error {
 	if err := t.usable(); err != nil {

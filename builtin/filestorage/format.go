@@ -1,7 +1,7 @@
 // Package filestorage is the <filestorage> section: a storage kept in a
 // Data.fs file that Python ZODB's FileStorage reads and writes too. The
 // layout, the .index cache, the lock file, the blob directory and the pack
-// follow specs/filestorage.md byte for byte, so an operator can move a
+// follow docs/filestorage.md byte for byte, so an operator can move a
 // Data.fs between a Python ZEO server and zeoraid in either direction.
 package filestorage
 
@@ -13,7 +13,7 @@ import (
 	"github.com/zeoraid/zeoraid/stack"
 )
 
-// On-disk constants of the FileStorage format (filestorage.md §1).
+// On-disk constants of the FileStorage format (docs/filestorage.md §1).
 const (
 	magicFS30 = "FS30" // written by every Python 3 ZODB
 	magicFS21 = "FS21" // Python 2 ZODB: same layout, py2 pickles
@@ -26,7 +26,7 @@ const (
 	maxFilePos = 1 << 48 // the .index keeps 6-byte positions
 )
 
-// Transaction status bytes (filestorage.md §1.3).
+// Transaction status bytes (docs/filestorage.md §1.3).
 const (
 	statusCommitted  = ' '
 	statusPacked     = 'p'

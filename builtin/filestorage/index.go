@@ -14,7 +14,7 @@ import (
 )
 
 // index maps every oid to the position of its current data record
-// (filestorage.md §2.1). Deleted objects stay, pointing at their marker.
+// (docs/filestorage.md §2.1). Deleted objects stay, pointing at their marker.
 //
 // Like Python's fsIndex it groups oids by their top 48 bits and keeps,
 // per group, the low 16 bits (2 bytes) and the positions (6 bytes) of
@@ -159,7 +159,7 @@ func (ix *index) maxOid() stack.Oid {
 	return stack.Oid(p<<16 | uint64(b.low(b.len()-1)))
 }
 
-// writeIndex writes the .index file in ZODB's current format (§2.4): a
+// writeIndex writes the .index file in ZODB's current format (docs/filestorage.md §2.3): a
 // stream of protocol-3 pickles without memo, through path.index_tmp and a
 // rename, as Python does.
 func writeIndex(path string, pos int64, ix *index) error {
@@ -245,7 +245,7 @@ func appendPickleBytes(b, v []byte) []byte {
 var errOldIndex = errors.New("index is not in the current format")
 
 // readIndex loads a .index file. Any error means "rescan": the file is a
-// cache (§2.4).
+// cache (docs/filestorage.md §2.3).
 func readIndex(path string) (int64, *index, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {

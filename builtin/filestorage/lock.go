@@ -9,7 +9,7 @@ import (
 )
 
 // lockFile is Data.fs.lock held with flock, as zc.lockfile does, so a
-// Python process and zeoraid exclude each other (filestorage.md §7).
+// Python process and zeoraid exclude each other (docs/filestorage.md §7).
 type lockFile struct {
 	f *os.File
 }

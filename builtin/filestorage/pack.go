@@ -18,7 +18,7 @@ import (
 )
 
 // Pack removes the revisions not needed to read any state at or after t
-// (filestorage.md §5): it writes Data.fs.pack while commits go on, then
+// (docs/filestorage.md §5): it writes Data.fs.pack while commits go on, then
 // swaps it in under the commit lock, keeping Data.fs.old per pack-keep-old.
 // gc also drops objects unreachable from the root (references from
 // stack.Refs), unless the storage was configured with pack-gc false. The
@@ -146,7 +146,7 @@ func (p *packer) run(ctx context.Context, end int64) error {
 	return p.swap()
 }
 
-// buildPackIndex scans up to the pack time (phase 1, §5.2). It reports a
+// buildPackIndex scans up to the pack time (phase 1, docs/filestorage.md §5.1). It reports a
 // redundant pack (nothing new to pack) as true.
 func (p *packer) buildPackIndex(ctx context.Context, end int64) (bool, error) {
 	p.cur = newIndex()
@@ -223,7 +223,7 @@ func (p *packer) checkRecord(d dataHeader) error {
 }
 
 // findReachable decides which records before the pack time stay (phase 2,
-// §5.3), in Python's order so that both keep the same records: with gc,
+// docs/filestorage.md §5.2), in Python's order so that both keep the same records: with gc,
 // first everything the root reaches at the pack time, then the revisions
 // later backpointers point at (reach_ex) and what those reference.
 // Beyond Python, and only where Python would fail or leave a dangling
@@ -362,7 +362,7 @@ func (p *packer) write(b []byte) error {
 }
 
 // copyToPackTime writes the kept records before the pack time, data
-// inline, prev 0, in transactions with status 'p' (phase 3, §5.4).
+// inline, prev 0, in transactions with status 'p' (phase 3, docs/filestorage.md §5.3).
 func (p *packer) copyToPackTime(ctx context.Context) error {
 	for pos := int64(len(magicFS30)); pos < p.packPos; {
 		if err := ctx.Err(); err != nil {
@@ -433,7 +433,7 @@ func (p *packer) copyToPackTime(ctx context.Context) error {
 }
 
 // noteBlobRemoval records the blob file (or the oid's whole directory) a
-// dropped record leaves behind (§5.7).
+// dropped record leaves behind (docs/filestorage.md §5.5).
 func (p *packer) noteBlobRemoval(d dataHeader) {
 	b := p.s.blobs
 	if b == nil {
@@ -456,7 +456,7 @@ func (p *packer) noteBlobRemoval(d dataHeader) {
 
 // copyRest copies transactions in [from, to) unchanged except positions:
 // backpointers follow their targets or become inline data when the
-// target was dropped (phase 4, §5.5). Only the new positions of records
+// target was dropped (phase 4, docs/filestorage.md §5.3). Only the new positions of records
 // that backpointers after the pack time named when the pack started are
 // remembered, so a transaction committed during the pack that points
 // before the pack time gets inline data where Python would find the
@@ -535,7 +535,7 @@ func (p *packer) copyRest(ctx context.Context, from, to int64) (int64, error) {
 	return pos, nil
 }
 
-// swap makes the packed file Data.fs (phase 5, §5.6). The caller holds the
+// swap makes the packed file Data.fs (phase 5, docs/filestorage.md §5.4). The caller holds the
 // commit lock.
 func (p *packer) swap() error {
 	s := p.s

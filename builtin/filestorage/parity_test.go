@@ -81,7 +81,7 @@ func firstDiff(a, b []byte) string {
 // without GC, and requires byte-identical Data.fs, .index and blob
 // directories. The one expected difference: without GC, a backpointer
 // after the pack time to a revision not current at the pack time makes
-// Python's pack fail (PackError, filestorage.md §5.3); ours keeps that
+// Python's pack fail (PackError, docs/filestorage.md §5.2); ours keeps that
 // revision and succeeds, so there is nothing to compare with.
 func TestPackParity(t *testing.T) {
 	for _, late := range []bool{false, true} {

@@ -10,7 +10,7 @@ import (
 	"github.com/zeoraid/zeoraid/stack"
 )
 
-// scanResult is what scanning a Data.fs found (filestorage.md §2.2).
+// scanResult is what scanning a Data.fs found (docs/filestorage.md §2.2).
 type scanResult struct {
 	pos  int64     // end of the last complete committed transaction
 	ltid stack.Tid // tid of that transaction (or the ltid given)

@@ -288,7 +288,7 @@ func (s *Storage) readable() error {
 // Path is the Data.fs path as given to Open.
 func (s *Storage) Path() string { return s.path }
 
-// LoadBefore is ZODB's loadBefore (filestorage.md §3.3).
+// LoadBefore is ZODB's loadBefore (docs/filestorage.md §3.2).
 func (s *Storage) LoadBefore(ctx context.Context, oid stack.Oid, before stack.Tid) (stack.Revision, error) {
 	if err := s.readable(); err != nil {
 		return stack.Revision{}, err
@@ -328,7 +328,7 @@ func (s *Storage) LoadBefore(ctx context.Context, oid stack.Oid, before stack.Ti
 	}
 }
 
-// LoadSerial is ZODB's loadSerial (§3.4).
+// LoadSerial is ZODB's loadSerial (docs/filestorage.md §3.2).
 func (s *Storage) LoadSerial(ctx context.Context, oid stack.Oid, serial stack.Tid) ([]byte, error) {
 	if err := s.readable(); err != nil {
 		return nil, err
@@ -370,7 +370,7 @@ func (s *Storage) findSerial(oid stack.Oid, serial stack.Tid) (dataHeader, error
 	}
 }
 
-// History is ZODB's history (§3.5): newest first, markers included. Size
+// History is ZODB's history (docs/filestorage.md §3.3): newest first, markers included. Size
 // is the length of the revision's data, as the contract says, also for
 // backpointer records (Python reports 0 for those).
 func (s *Storage) History(ctx context.Context, oid stack.Oid, size int) ([]stack.HistoryEntry, error) {

@@ -8,7 +8,7 @@ import (
 
 // laterThan is persistent's TimeStamp.laterThan (the C version): t if it
 // is after last, else last plus one unit, carrying into the next minute by
-// calendar rules when the seconds part overflows (filestorage.md §8).
+// calendar rules when the seconds part overflows (docs/filestorage.md §8).
 func laterThan(t, last stack.Tid) stack.Tid {
 	if t > last {
 		return t

@@ -12,7 +12,7 @@ import (
 )
 
 // UndoID is the undo id Python gives a transaction: base64 of the tid
-// without the newline (filestorage.md §3.7).
+// without the newline (docs/filestorage.md §3.5).
 func UndoID(tid stack.Tid) []byte {
 	return []byte(base64.StdEncoding.EncodeToString(tid.Bytes()))
 }
@@ -62,7 +62,7 @@ func (s *Storage) UndoLog(ctx context.Context, first, last int, match func(stack
 	return out, nil
 }
 
-// Undo is ZODB's transactional undo (§4.6) without conflict resolution: a
+// Undo is ZODB's transactional undo (docs/filestorage.md §4.4) without conflict resolution: a
 // record whose data changed later cannot be undone.
 func (t *txn) Undo(ctx context.Context, id []byte) ([]stack.Oid, error) {
 	if err := t.usable(); err != nil {

@@ -14,7 +14,7 @@ import (
 	"github.com/zeoraid/zeoraid/stack"
 )
 
-// The worked example of filestorage.md §10.
+// The worked examples of docs/filestorage.md §10.
 var (
 	classPM    = []byte("\x80\x03cpersistent.mapping\nPersistentMapping\nq\x00.")
 	emptyState = []byte("\x80\x03}q\x01X\x04\x00\x00\x00dataq\x02}q\x03s.")
@@ -79,7 +79,7 @@ func must(t testing.TB, err error) {
 	}
 }
 
-// writeExample builds the §10 files through the storage API.
+// writeExample builds the docs/filestorage.md §10 files through the storage API.
 func writeExample(t *testing.T, dir string) string {
 	path := filepath.Join(dir, "Data.fs")
 	ctx := context.Background()

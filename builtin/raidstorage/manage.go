@@ -9,8 +9,8 @@ import (
 	"github.com/zeoraid/zeoraid/stack"
 )
 
-// Extensions implements stack.Extender: the management calls of raid.md
-// §4, with gocept.zeoraid's names and result shapes.
+// Extensions implements stack.Extender: the management calls of
+// docs/raid.md §10, with gocept.zeoraid's names and result shapes.
 func (r *Storage) Extensions() map[string]stack.Extension {
 	return map[string]stack.Extension{
 		"raid_status":  r.extStatus,
@@ -145,7 +145,7 @@ func (r *Storage) extRecover(ctx context.Context, args []any) (any, error) {
 }
 
 // Verify compares the histories of children a and b up to the RAID's
-// last tid (raid_verify, raid.md §3.3).
+// last tid (raid_verify, docs/raid.md §9).
 func (r *Storage) Verify(ctx context.Context, a, b string) (stack.CompareResult, error) {
 	r.mu.Lock()
 	ca, okA := r.byName[a]

@@ -1,5 +1,5 @@
 // Package raidstorage is the <raidstorage> section: a RAID-1 mirror whose
-// children are any storages (specs/raid.md). Every committed transaction
+// children are any storages (docs/raid.md). Every committed transaction
 // goes to every optimal child with the same tid, reads go to one optimal
 // child with failover, a degraded child is brought back by copying the
 // missing transactions through the restore path, and the management calls

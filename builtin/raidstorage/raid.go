@@ -16,7 +16,7 @@ import (
 	"github.com/zeoraid/zeoraid/stack"
 )
 
-// State is a child's state (raid.md §2).
+// State is a child's state (docs/raid.md §3).
 type State int
 
 // The child states.
@@ -149,7 +149,7 @@ var (
 )
 
 // Open builds the RAID over already opened children and applies the
-// start-up rule of raid.md §2: a child that cannot tell its last tid
+// start-up rule of docs/raid.md §4: a child that cannot tell its last tid
 // within call-timeout is degraded "could not open: …", one behind the
 // highest last tid "missing transactions", one at the highest tid but with
 // a different last transaction than the majority "diverged at <tid>".
@@ -269,7 +269,7 @@ const probeEvery = 100 * time.Millisecond
 // probe asks every child for its last tid in parallel. A child that fails
 // with a backend failure (a remote server still connecting, or down) is
 // asked again until call-timeout: "could not open / connect within
-// call-timeout" (raid.md §2).
+// call-timeout" (docs/raid.md §4).
 func (r *Storage) probe(ctx context.Context) ([]stack.Tid, []error) {
 	lasts := make([]stack.Tid, len(r.children))
 	errs := make([]error, len(r.children))
@@ -367,7 +367,7 @@ func (r *Storage) txnSignature(ctx context.Context, c *child, tid stack.Tid) (st
 	return stack.TransactionHash(rec), nil
 }
 
-// initOids sets the oid counter past every optimal child's (raid.md §3.2).
+// initOids sets the oid counter past every optimal child's (docs/raid.md §6.1).
 func (r *Storage) initOids(ctx context.Context) {
 	next := make([]stack.Oid, len(r.children))
 	var failed []*child
@@ -440,7 +440,7 @@ func (r *Storage) optimalLocked() []*child {
 	return out
 }
 
-// Status returns the RAID's derived status (raid.md §2): recovering if a
+// Status returns the RAID's derived status (docs/raid.md §3.2): recovering if a
 // child is recovering, optimal if none is degraded, failed if none is
 // optimal, else degraded.
 func (r *Storage) Status() string {
@@ -739,7 +739,7 @@ func (r *Storage) Close() error {
 }
 
 // watchChild degrades c when it reports a commit the RAID did not make
-// (raid.md §3.2 item 5).
+// (docs/raid.md §6.8).
 func (r *Storage) watchChild(c *child) {
 	defer r.watch.Done()
 	for ev := range c.events {
@@ -914,7 +914,7 @@ func (r *Storage) BlobTempDir() string {
 }
 
 // Pack implements stack.Packer on every optimal child in parallel. It is
-// refused while a recovery runs (raid.md §3.4). Pack is not bounded by
+// refused while a recovery runs (docs/raid.md §7). Pack is not bounded by
 // call-timeout: packing a large storage legitimately takes long.
 func (r *Storage) Pack(ctx context.Context, t time.Time, gc bool) error {
 	if !r.caps.Pack {

@@ -276,7 +276,7 @@ func TestForeignCommit(t *testing.T) {
 	wantState(t, r, "1", raidstorage.Optimal, "")
 }
 
-// Start-up with children in mixed states (raid.md §2).
+// Start-up with children in mixed states (docs/raid.md §4).
 func TestStartupStates(t *testing.T) {
 	ctx := ctxT(t)
 	full, behind, broken, twin, other := newFaulty(), mapping(), newFaulty(), mapping(), mapping()

@@ -50,7 +50,7 @@ const (
 	// readAhead is how many source transactions are fetched ahead of the
 	// target's writes.
 	readAhead = 32
-	// maxDelay caps the delay applied to one commit (raid.md §5.4).
+	// maxDelay caps the delay applied to one commit (docs/raid.md §8.5).
 	maxDelay = time.Second
 )
 
@@ -74,7 +74,7 @@ type recovery struct {
 	bytes    int64
 	decile   int
 
-	// rate sampling (raid.md §5.4)
+	// rate sampling (docs/raid.md §8.5)
 	sampleAt      time.Time
 	sampleCopied  int64
 	sampleCommits int64
@@ -157,7 +157,7 @@ func (r *Storage) runRecovery(rec *recovery) {
 	log.WithError(err).WithField("reason", rec.target.reason).Error("recovery ended without success")
 }
 
-// recoverChild verifies, copies and switches (raid.md §5).
+// recoverChild verifies, copies and switches (docs/raid.md §8).
 func (r *Storage) recoverChild(rec *recovery, log logrus.FieldLogger) error {
 	ctx := rec.ctx
 	// A replaced server may still be connecting: give it call-timeout.
@@ -199,7 +199,7 @@ func (r *Storage) recoverChild(rec *recovery, log logrus.FieldLogger) error {
 			break
 		}
 	}
-	// Catch up and switch under the commit lock (§5.3).
+	// Catch up and switch under the commit lock (docs/raid.md §8.4).
 	if err := r.lock(ctx); err != nil {
 		return err
 	}
@@ -268,7 +268,7 @@ func (r *Storage) commitCount() int64 {
 // from the start.
 var errRestart = errors.New("checkpoint not found")
 
-// verifyPrefix finds where copying starts (raid.md §5.1): the target's
+// verifyPrefix finds where copying starts (docs/raid.md §8.2): the target's
 // history must be a prefix of the source's. It compares from the target's
 // checkpoint when it still has it, else from the start, and returns the
 // last common tid.
@@ -476,7 +476,7 @@ func (r *Storage) copyTxn(ctx context.Context, rec *recovery, tr stack.TxnRecord
 }
 
 // progress records one copied transaction, logs every tenth of the way
-// and re-estimates the commit delay (raid.md §5.4, §5.5).
+// and re-estimates the commit delay (docs/raid.md §8.5, §8.6).
 func (r *Storage) progress(rec *recovery, tid stack.Tid, size int64, log logrus.FieldLogger) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -49,7 +49,7 @@ const (
 
 // txn is a RAID transaction. It buffers every operation; Vote takes the
 // RAID's commit lock, picks the tid and runs the transaction on every
-// optimal child in parallel (raid.md §3.2).
+// optimal child in parallel (docs/raid.md §6.2).
 type txn struct {
 	r     *Storage
 	meta  stack.TxnMeta
@@ -202,7 +202,7 @@ func (r *Storage) unlock() { <-r.commit }
 
 // Vote implements stack.Txn (tpc_vote): under the commit lock it picks the
 // tid and runs begin, the replay and vote on every optimal child in
-// parallel, then applies the outcome table of raid.md §3.2.
+// parallel, then applies the outcome table of docs/raid.md §6.3.
 func (t *txn) Vote(ctx context.Context) ([]stack.Oid, error) {
 	r := t.r
 	if err := ctx.Err(); err != nil {
@@ -491,7 +491,7 @@ func stageBlob(path string, s stack.Storage) (string, error) {
 }
 
 // abortParts aborts the child transactions of ps in parallel; errors
-// degrade nobody (raid.md §3.2 item 4).
+// degrade nobody (docs/raid.md §6.5).
 func (t *txn) abortParts(ps []*part) {
 	var wg sync.WaitGroup
 	for _, p := range ps {
@@ -616,7 +616,7 @@ func (t *txn) Abort(ctx context.Context) error {
 	return nil
 }
 
-// throttle delays a commit while a recovery falls behind (raid.md §5.4).
+// throttle delays a commit while a recovery falls behind (docs/raid.md §8.5).
 func (r *Storage) throttle(ctx context.Context) {
 	r.mu.Lock()
 	var d time.Duration

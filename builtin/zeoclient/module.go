@@ -12,8 +12,8 @@
 // loads again, and publishes them as Watch events, so the events a watcher
 // sees stay the complete, ordered list of commits.
 //
-// Commits follow ZEO's client side of the two-phase commit (zeo-protocol.md
-// §4.5): tpc_begin is sent at Begin; stores are buffered (a second write of
+// Commits follow ZEO's client side of the two-phase commit (docs/protocol.md
+// §6.4): tpc_begin is sent at Begin; stores are buffered (a second write of
 // an oid replaces the first, as the contract wants) and sent, asynchronous,
 // at Vote; vote returns the write conflicts (as stack.Conflicts with the
 // rejected data when the server returns conflict dicts, as the typed error
@@ -42,7 +42,7 @@ import (
 )
 
 // Options are the keys of a <zeoclient> section (ZODB's component.xml,
-// zeo-protocol.md §6.4).
+// docs/configuration.md §4.4).
 type Options struct {
 	Server             []zconfig.ConnectAddress `zconfig:"server,required" doc:"address of the ZEO server (host:port, port, or a Unix socket path); repeat for fail-over, tried in order"`
 	Storage            string                   `zconfig:"storage,default=1" doc:"name of the storage on the server"`

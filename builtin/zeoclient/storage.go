@@ -247,7 +247,7 @@ var upgradeInterval = 10 * time.Second
 // serve waits until the session ends (false: the node is closing). A
 // session that fell back to read-only ends as soon as one of the servers
 // accepts a writable registration, so that the node reconnects writable
-// (zeo-protocol.md §4.3).
+// (docs/protocol.md §6.3).
 func (s *Storage) serve(ss *session) bool {
 	var tick <-chan time.Time
 	if ss.readOnly && !s.opts.ReadOnly {
@@ -466,7 +466,7 @@ func infoSizes(d zeoproto.Dict, length, size int64) (int64, int64) {
 
 // catchUp brings the node's view (the cache, the published events) to the
 // server's last tid after a (re)connection, then lets the session's
-// invalidations through (zeo-protocol.md §4.2, §4.1 step 6).
+// invalidations through (docs/protocol.md §6.2, §6.1 step 4).
 func (s *Storage) catchUp(ctx context.Context, ss *session, server stack.Tid) error {
 	s.mu.Lock()
 	seen := s.connected
@@ -845,7 +845,7 @@ func (s *Storage) LastTransaction(ctx context.Context) (stack.Tid, error) {
 
 // NewOIDs implements stack.Storage: oids come from new_oids in batches of
 // 100 and are handed out locally. The batch is dropped on reconnection (a
-// restarted server may hand the same oids out again, zeo-notes.md §3.24).
+// restarted server may hand the same oids out again, docs/protocol.md §6.9).
 func (s *Storage) NewOIDs(ctx context.Context, n int) ([]stack.Oid, error) {
 	ss, err := s.current()
 	if err == nil && (ss.readOnly || s.opts.ReadOnly) {

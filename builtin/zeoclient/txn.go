@@ -23,7 +23,7 @@ const (
 	txnDone
 )
 
-// Txn is one remote transaction (zeo-protocol.md §4.5). It implements
+// Txn is one remote transaction (docs/protocol.md §6.4). It implements
 // stack.Txn and, as the remote supports them, stack.RestoreTxn, UndoTxn,
 // DeleteTxn and BlobTxn.
 //

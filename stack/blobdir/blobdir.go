@@ -16,7 +16,7 @@ import (
 	"github.com/zeoraid/zeoraid/stack"
 )
 
-// Dir is a ZODB blob directory (filestorage.md §6): .layout, tmp/ and
+// Dir is a ZODB blob directory (docs/filestorage.md §6): .layout, tmp/ and
 // one file per blob revision, interchangeable with Python's.
 type Dir struct {
 	Path string // the directory

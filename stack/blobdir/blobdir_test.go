@@ -8,7 +8,7 @@ import (
 	"github.com/zeoraid/zeoraid/stack"
 )
 
-// The bushy layout and file names are ZODB's (zeo-protocol.md §4.9).
+// The bushy layout and file names are ZODB's (docs/filestorage.md §6).
 func TestBushyLayout(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "blobs")
 	b, err := Open(dir, false)

@@ -16,7 +16,7 @@ import (
 // blobChunkSize is the largest receiveBlobChunk / storeBlobChunk Python uses.
 const blobChunkSize = 59000
 
-// register binds the connection to a storage (zeo-protocol.md §3.2.1).
+// register binds the connection to a storage (docs/protocol.md §4.2).
 func (c *conn) register(id any, a zeoproto.Args) error {
 	if err := a.Need(2, 3); err != nil { // ZEO 5.0–5.4 may add credentials
 		return err
@@ -49,7 +49,7 @@ func (c *conn) register(id any, a zeoproto.Args) error {
 func (c *conn) storage() stack.Storage { return c.ms.mount.Storage() }
 
 // interfaces maps capabilities to the zope.interface names ClientStorage
-// looks for in get_info (§3.2.2).
+// looks for in get_info (docs/protocol.md §4.3).
 func interfaces(caps stack.Capabilities) zeoproto.Tuple {
 	var out zeoproto.Tuple
 	add := func(name string) { out = append(out, zeoproto.Tuple{"ZODB.interfaces", name}) }
@@ -109,7 +109,7 @@ func (c *conn) lastTransaction(id any, a zeoproto.Args) error {
 }
 
 // getInvalidations answers from the invalidation queue, falling back to
-// iterating the storage when invalidation-age allows (§3.2.4).
+// iterating the storage when invalidation-age allows (docs/protocol.md §4.5).
 func (c *conn) getInvalidations(id any, a zeoproto.Args) error {
 	tid, err := a.Tid(0)
 	if err != nil {
@@ -217,7 +217,7 @@ func (c *conn) newOID(id any, a zeoproto.Args) error {
 }
 
 // pack packs to time t (seconds since the epoch); with wait false the reply
-// is immediate. Allowed on read-only connections (§3.2.11). When done, every
+// is immediate. Allowed on read-only connections (docs/protocol.md §4.10). When done, every
 // connection of the storage gets an info message.
 func (c *conn) pack(id any, a zeoproto.Args) error {
 	if err := a.Need(1, 2); err != nil {
@@ -439,7 +439,7 @@ func (c *conn) recordIternext(id any, a zeoproto.Args) error {
 }
 
 // sendBlob streams a committed blob as receiveBlob* messages, all queued
-// before the reply (§3.2.23).
+// before the reply (docs/protocol.md §4.16).
 func (c *conn) sendBlob(id any, a zeoproto.Args) error {
 	oid, serial, err := oidSerial(a, 2)
 	if err != nil {

@@ -12,11 +12,11 @@ import (
 type syncHandler func(c *conn, id any, a zeoproto.Args) error
 
 // asyncHandler runs an asynchronous call; a returned error closes the
-// connection, the only way to report it (zeo-protocol.md §2.2).
+// connection, the only way to report it (docs/protocol.md §3.3).
 type asyncHandler func(c *conn, a zeoproto.Args) error
 
-// methods are the names a registered connection may call (§3.1 plus the
-// extension names of §5 the server implements). Any other name closes the
+// methods are the names a registered connection may call (docs/protocol.md §4.1
+// plus the extension names of §4.20). Any other name closes the
 // connection, as Python does.
 var (
 	syncMethods  map[string]syncHandler

@@ -60,7 +60,7 @@ func TestStoreWithNoneSerial(t *testing.T) {
 }
 
 // A committer must get its tpc_finish reply before the invalidation of any
-// later commit (zeo-protocol.md §4.8.3): the Python client stores its own
+// later commit (docs/protocol.md §6.6): the Python client stores its own
 // data as current when the reply arrives, so a newer invalidation handled
 // first leaves stale data in its cache (ZODB's racetest caught this). The
 // reply used to be queued after the commit lock was released. The storage

@@ -9,7 +9,7 @@ import (
 )
 
 // iterators are a connection's open transaction and record iterators
-// (§3.2.25). Ids come from one per-connection counter starting at 0.
+// (docs/protocol.md §4.18). Ids come from one per-connection counter starting at 0.
 type iterators struct {
 	mu   sync.Mutex
 	next int64

@@ -11,7 +11,7 @@ import (
 
 // mountState is the server's side of one mounted storage: its registered
 // connections, the invalidation queue, the statistics of server_status, and
-// the two locks that keep zeo-protocol.md §4.8.3's ordering:
+// the two locks that keep the ordering of docs/protocol.md §6.6:
 //
 //   - vis, the visibility lock: a load holds it shared from computing its
 //     answer until the reply is queued; the invalidation fan-out holds it
@@ -120,7 +120,7 @@ func (ms *mountState) watch() {
 			// Nobody knows what changed: clients must drop their caches,
 			// and the only way to tell a ZEO 5 client so is to close its
 			// connection; it reconnects and verifies against a queue that
-			// starts here (§4.8.4).
+			// starts here (docs/protocol.md §6.7).
 			ms.queue = []invalEntry{{tid: ev.Tid}}
 			conns := make([]*conn, 0, len(ms.conns))
 			for c := range ms.conns {

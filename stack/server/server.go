@@ -1,7 +1,7 @@
 // Package server is zeoraid's ZEO server: it accepts connections from
 // unmodified Python ZEO clients (ZEO 5 and 6) and serves the mounted
-// storages over zeo-protocol.md's methods, with one commit lock per mount,
-// the invalidation queue and the ordering guarantees of §4.8.3. It is the
+// storages over the calls of docs/protocol.md §4, with one commit lock per
+// mount, the invalidation queue and the ordering guarantees of §6.6. It is the
 // one place that maps storage errors to ZODB exception classes on the wire
 // (through zeoproto.ErrorToPython).
 package server
@@ -24,7 +24,7 @@ import (
 	"github.com/zeoraid/zeoraid/stack/zeoproto"
 )
 
-// Options configure a Server; they mirror <zeo> (zeo-protocol.md §6.3).
+// Options configure a Server; they mirror <zeo> (docs/configuration.md §2).
 type Options struct {
 	ReadOnly              bool
 	InvalidationQueueSize int           // default 100
@@ -183,7 +183,7 @@ func (s *Server) mount(name string) *mountState {
 	return s.mounts[name]
 }
 
-// extensionMethods are the extra synchronous calls st offers (§5), as
+// extensionMethods are the extra synchronous calls st offers (docs/protocol.md §4.20), as
 // get_info and getExtensionMethods report them: {name: None}.
 func extensionMethods(st stack.Storage) zeoproto.Dict {
 	d := zeoproto.Dict{}
@@ -202,7 +202,7 @@ func extensionMethods(st stack.Storage) zeoproto.Dict {
 	return d
 }
 
-// status is server_status (§3.2.26).
+// status is server_status (docs/protocol.md §4.19).
 func (ms *mountState) status() zeoproto.Dict {
 	ms.mu.Lock()
 	st := ms.stats

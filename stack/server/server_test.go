@@ -337,7 +337,7 @@ func TestGetInvalidations(t *testing.T) {
 	}
 }
 
-// §4.8.3: a load reply computed before a commit must never arrive after
+// docs/protocol.md §6.6: a load reply computed before a commit must never arrive after
 // that commit's invalidation. A reader pipelines loads on one connection
 // and checks, in wire order, that no reply claims a revision older than an
 // invalidation already received is current.

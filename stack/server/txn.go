@@ -17,7 +17,7 @@ import (
 
 // txnBuffer is a connection's transaction between tpc_begin and
 // tpc_finish/tpc_abort. Nothing reaches the storage before the vote: the
-// operations are buffered and replayed under the commit lock (§4.6).
+// operations are buffered and replayed under the commit lock (docs/protocol.md §6.4).
 type txnBuffer struct {
 	id      any // the client's opaque transaction id
 	meta    stack.TxnMeta
@@ -305,7 +305,7 @@ func (c *conn) storeBlobEnd(a zeoproto.Args) error {
 // storeBlobShared takes a blob the client wrote into the shared blob
 // directory. The file name must be a bare name ending in .tmp (plus at most
 // one character), resolved inside the oid's directory; anything else is an
-// attack and closes the connection (§3.2.18).
+// attack and closes the connection (docs/protocol.md §4.12).
 func (c *conn) storeBlobShared(a zeoproto.Args) error {
 	oid, serial, err := oidSerial(a, 5)
 	if err != nil {
@@ -338,7 +338,7 @@ func (c *conn) storeBlobShared(a zeoproto.Args) error {
 
 // vote takes the commit lock (waiting on its own goroutine, so the
 // connection keeps serving loads), replays the buffer into a storage
-// transaction and votes (§3.2.20).
+// transaction and votes (docs/protocol.md §4.13).
 func (c *conn) vote(id any, a zeoproto.Args) error {
 	if err := a.Need(1, 1); err != nil {
 		return err
@@ -410,11 +410,11 @@ func (c *conn) finishVote(id any, tx *txnBuffer) {
 }
 
 // runVote replays the buffer under the commit lock. Write conflicts go back
-// to the client as dicts for resolution (§4.7): the storage transaction is
+// to the client as dicts for resolution (docs/protocol.md §6.5): the storage transaction is
 // aborted, but the buffer stays open for the resolved stores and the next
 // vote, and the commit lock stays held until then (or tpc_abort, or the
-// transaction timeout, or a disconnect). zeo-protocol.md §4.6 describes
-// Python releasing it at once; there the storage resolves most conflicts
+// transaction timeout, or a disconnect). Python's server releases
+// it at once; there the storage resolves most conflicts
 // itself under the lock, while zeoraid hands every conflict to the client.
 // Released, other commits slip in while the client resolves, its next vote
 // conflicts again, and ClientStorage gives up after 9 votes and calls
@@ -432,7 +432,7 @@ func (c *conn) runVote(tx *txnBuffer) ([]any, error) {
 	var resolved []stack.Oid
 	// Only write conflicts, which carry the rejected data, go back to the
 	// client for resolution; any other conflict (a deleteObject with a
-	// stale serial) is a vote error (§4.7): a dict without data would
+	// stale serial) is a vote error (docs/protocol.md §6.5): a dict without data would
 	// make the client's resolver fail on an empty pickle.
 	noteConflict := func(ce *stack.ConflictError) {
 		if _, seen := conflicts[ce.Oid]; !seen {
@@ -547,7 +547,7 @@ func (c *conn) releaseLock(tx *txnBuffer) {
 }
 
 // tpcFinish commits. The reply waits until every other connection has been
-// sent the invalidation of this tid (§4.8.3); info goes to the committer
+// sent the invalidation of this tid (docs/protocol.md §6.6); info goes to the committer
 // right before the reply, as Python does.
 func (c *conn) tpcFinish(id any, a zeoproto.Args) error {
 	if err := a.Need(1, 1); err != nil {
@@ -602,7 +602,7 @@ func (c *conn) tpcFinish(id any, a zeoproto.Args) error {
 	// released, another commit's invalidation may be queued to this
 	// client, and the client must see its own tid first. A client that
 	// got a newer invalidation before its tpc_finish reply would store its
-	// own, older data in its cache as current (zeo-protocol.md §4.8.3).
+	// own, older data in its cache as current (docs/protocol.md §6.6).
 	c.reply(id, tid)
 	c.endTxn(tx)
 	return nil

@@ -35,7 +35,7 @@ type ClientOptions struct {
 	// (invalidateTransaction, info, receiveBlobStart/Chunk/Stop), in
 	// arrival order, on the connection's reader goroutine: replies that
 	// arrive after a message are delivered only once Handler returns,
-	// which keeps invalidations and loads ordered (zeo-notes.md §3 item 11).
+	// which keeps invalidations and loads ordered (docs/protocol.md §6.6).
 	// Handler must not block for long and must not make synchronous calls
 	// on the same Client (they would wait for the blocked reader). Nil
 	// drops such messages.

@@ -13,7 +13,7 @@ import (
 	"github.com/zeoraid/zeoraid/stack"
 )
 
-// Every §2.7 frame decodes to the expected message and re-encodes to the
+// Every golden frame (vectors_test.go) decodes to the expected message and re-encodes to the
 // same bytes.
 func TestVectors(t *testing.T) {
 	for _, v := range vectors {
@@ -42,7 +42,7 @@ func TestVectors(t *testing.T) {
 	}
 }
 
-// The server's own constructors produce the §2.7 bytes.
+// The server's own constructors produce the golden bytes.
 func TestConstructorsMatchPython(t *testing.T) {
 	cases := []struct {
 		codec Codec

@@ -2,8 +2,8 @@
 // protocol handshake, the pickle ('Z') and msgpack ('M') message codecs,
 // the mapping between zeoraid's typed storage errors and Python exception
 // replies, and a client connection. It is byte-compatible with Python's
-// ZEO (zeo-protocol.md §1–§3, §7); the golden tests are the real captures
-// of §2.7, and further tests talk to the real Python runzeo and to ZEO's
+// ZEO (docs/protocol.md); the golden tests are real captures of Python
+// ZEO (vectors_test.go, docs/protocol.md §3.8), and further tests talk to the real Python runzeo and to ZEO's
 // own encoders.
 //
 // # Layers
@@ -34,7 +34,7 @@
 // SHORT_BINBYTES/BINBYTES for bytes, TUPLE1-3, APPENDS/SETITEMS batches of
 // 1000, minimal LONG1). The decoder is our own too, checked against
 // github.com/kisielk/og-rek in the tests: og-rek's decoder keeps dicts in
-// Go maps, losing the insertion order that §2.7 H and transaction
+// Go maps, losing the insertion order that the ConflictError payload and transaction
 // extension dicts depend on, and it builds class references for any
 // module. Ours refuses, with a *GlobalError, every global a Python ZEO
 // server refuses (only ZopeUndo.Prefix, zodbpickle, builtins, copy_reg and

@@ -11,7 +11,7 @@ import (
 	"github.com/zeoraid/zeoraid/stack"
 )
 
-// Python exception class names used on the wire (zeo-protocol.md §2.4).
+// Python exception class names used on the wire (docs/protocol.md §7).
 const (
 	ClassPOSKeyError             = "ZODB.POSException.POSKeyError"
 	ClassConflictError           = "ZODB.POSException.ConflictError"
@@ -71,7 +71,7 @@ func describePayload(p any) string {
 
 // ErrorToPython maps an error to the (class_name, payload) of a ZEO error
 // reply, with exactly the payload shapes the Python client needs
-// (zeo-protocol.md §2.4); a wrong shape hangs the Python caller. This is
+// (docs/protocol.md §3.4); a wrong shape hangs the Python caller. This is
 // the one place the mapping is defined.
 //
 //	*stack.NotFoundError       POSKeyError, (oid,) or (oid, serial)

@@ -13,7 +13,7 @@ func TestExtensionRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// {'k': 'v'} is the byte-exact example of filestorage.md §3.6.
+	// {'k': 'v'} is the byte-exact example of docs/filestorage.md §3.4.
 	if kv, _ := ExtensionFromWire(Dict{{"k", "v"}}); string(kv) != "\x80\x03}q\x00X\x01\x00\x00\x00kq\x01X\x01\x00\x00\x00vq\x02s." {
 		t.Fatalf("{'k': 'v'} pickled as %x", kv)
 	}

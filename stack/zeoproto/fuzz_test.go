@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// Seeds: the §2.7 frames (testdata/fuzz holds the same as committed corpora).
+// Seeds: the golden frames of vectors_test.go (testdata/fuzz holds the same as committed corpora).
 func addVectorSeeds(f *testing.F, codec Codec, payload bool) {
 	for _, v := range vectors {
 		if codec != nil && v.codec != codec {

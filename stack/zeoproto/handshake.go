@@ -24,7 +24,7 @@ func (e *HandshakeError) Error() string {
 }
 
 // ServerHandshake performs the server side of the handshake
-// (zeo-protocol.md §1.3): it sends announce (Pickle or Msgpack; "Z5" or
+// (docs/protocol.md §2.3): it sends announce (Pickle or Msgpack; "Z5" or
 // "M5") and reads the client's reply. It returns the codec the client
 // chose by its reply's first letter, whatever was announced. When the
 // client sent "ruok", it returns ruok true and a nil codec: the caller

@@ -4,7 +4,7 @@ import (
 	"fmt"
 )
 
-// Flag values of a message (zeo-protocol.md §2.1).
+// Flag values of a message (docs/protocol.md §3.1).
 const (
 	// FlagSync marks a call that expects a reply, and a successful reply.
 	FlagSync = 0
@@ -118,10 +118,10 @@ type Codec interface {
 }
 
 // Pickle is the 'Z' codec: pickle protocol 3, as ZEO's Python peers write
-// it (zeo-protocol.md §2.5).
+// it (docs/protocol.md §3.5).
 var Pickle Codec = pickleCodec{}
 
-// Msgpack is the 'M' codec (zeo-protocol.md §2.6).
+// Msgpack is the 'M' codec (docs/protocol.md §3.7).
 var Msgpack Codec = msgpackCodec{}
 
 // CodecFor returns the codec for a handshake letter, or nil.

@@ -11,7 +11,7 @@ import (
 
 // og-rek is the independent pickle decoder our own is checked against.
 // Ours exists because og-rek loses dict insertion order (which Data.fs
-// extension bytes and §2.7 H depend on) and resolves globals after the
+// extension bytes and the ConflictError payload depend on) and resolves globals after the
 // fact; og-rek still tells us the structure is right.
 
 func ogrekDecode(p []byte) (any, error) {

@@ -93,7 +93,7 @@ var safeGlobalModules = map[string]bool{
 }
 
 // GlobalError is a pickle naming a class or function outside the modules
-// a Python ZEO server accepts (zeo-protocol.md §2.5.2). Python closes the
+// a Python ZEO server accepts (docs/protocol.md §3.6). Python closes the
 // connection on such a request; so should the caller.
 type GlobalError struct {
 	Module, Name string
@@ -399,7 +399,7 @@ func DecodePickle(p []byte) (any, error) {
 }
 
 // DecodeReplyPickle is DecodePickle for what a server sends: every global
-// is kept as an opaque Global or *Object (zeo-protocol.md §2.5.1), so odd
+// is kept as an opaque Global or *Object (docs/protocol.md §3.5), so odd
 // values such as an extension dict holding a datetime survive. Nothing is
 // resolved or called either way.
 func DecodeReplyPickle(p []byte) (any, error) {

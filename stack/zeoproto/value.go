@@ -29,7 +29,7 @@ import (
 //
 // Dict is an ordered slice of pairs rather than a Go map because Python
 // dicts keep insertion order and that order reaches bytes that matter: the
-// ConflictError payload of §2.7 H, and transaction extension dicts that
+// ConflictError payload (docs/protocol.md §3.4), and transaction extension dicts that
 // FileStorage pickles into Data.fs. Keys may also be []byte, which cannot
 // be Go map keys. Dict.Get is a linear search (the dicts on the wire are
 // small); the decoders index keys, so a large dict still decodes in linear

@@ -7,7 +7,7 @@ import (
 	"github.com/zeoraid/zeoraid/stack"
 )
 
-// Frames from zeo-protocol.md §2.7 (real captures of Python ZEO 6 and
+// Golden frames (docs/protocol.md §3.8): real captures of Python ZEO 6 and
 // ZEO's own encoder), with the message each one holds.
 
 func unhex(s string) []byte {
