@@ -1,18 +1,18 @@
+//go:build interop
+
 package zeoclient_test
 
 import (
 	"context"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/zeoraid/zeoraid/builtin/zeoclient"
+	"github.com/zeoraid/zeoraid/interop/pyenv"
 	"github.com/zeoraid/zeoraid/stack"
-	"github.com/zeoraid/zeoraid/stack/server"
 	"github.com/zeoraid/zeoraid/zconfig"
 )
 
@@ -20,8 +20,8 @@ import (
 // revisions and unreachable objects go; a pack without garbage collection
 // is refused, since ZEO cannot ask for one.
 func TestPackRunzeo(t *testing.T) {
-	srv := startRunzeo(t, runzeoOpts{})
-	s := open(t, options(t, "s1", srv.addr))
+	srv := pyenv.StartRunzeo(t, pyenv.RunzeoOptions{Storages: []string{"s1"}, Blobs: true})
+	s := open(t, options(t, "s1", srv.Addr))
 	ctx := ctxT(t, time.Minute)
 	root := func(refs ...stack.Oid) string {
 		b := []byte("\x80\x03cpersistent.mapping\nPersistentMapping\nq\x00.\x80\x03]q\x01(")
@@ -55,8 +55,8 @@ func TestPackRunzeo(t *testing.T) {
 // failing, answers vote with a ConflictError; the node returns it typed,
 // with the data it stored.
 func TestConflictServerSide(t *testing.T) {
-	srv := startRunzeo(t, runzeoOpts{})
-	s := open(t, options(t, "s1", srv.addr))
+	srv := pyenv.StartRunzeo(t, pyenv.RunzeoOptions{Storages: []string{"s1"}, Blobs: true})
+	s := open(t, options(t, "s1", srv.Addr))
 	ctx := ctxT(t, time.Minute)
 	data := "\x80\x03cpersistent.mapping\nPersistentMapping\nq\x00.\x80\x03}q\x01."
 	t1 := commit(t, s, store{1, 0, data})
@@ -78,17 +78,17 @@ func TestConflictServerSide(t *testing.T) {
 // another (download with sendBlob into a private blob cache), and through
 // a node sharing runzeo's blob directory (storeBlobShared).
 func TestBlobsRunzeo(t *testing.T) {
-	srv := startRunzeo(t, runzeoOpts{msgpack: true})
+	srv := pyenv.StartRunzeo(t, pyenv.RunzeoOptions{Storages: []string{"s1"}, Blobs: true, Msgpack: true})
 	ctx := ctxT(t, time.Minute)
 	blobOpts := func(dir string, shared bool) *stackStorage {
-		o := options(t, "s1", srv.addr)
+		o := options(t, "s1", srv.Addr)
 		o.BlobDir = zconfig.ExistingDirPath(dir)
 		o.SharedBlobDir = shared
 		return &stackStorage{open(t, o)}
 	}
 	writer := blobOpts(t.TempDir(), false)
 	reader := blobOpts(t.TempDir(), false)
-	shared := blobOpts(srv.blobDir("s1"), true)
+	shared := blobOpts(srv.BlobDir("s1"), true)
 	big := make([]byte, 200_000) // several chunks each way
 	for i := range big {
 		big[i] = byte(i * 7)
@@ -133,7 +133,7 @@ func TestBlobsRunzeo(t *testing.T) {
 	wantBlob(writer, 1, t1, big) // kept from the upload
 	wantBlob(reader, 1, t1, big) // downloaded
 	wantBlob(shared, 1, t1, big) // the server's own file
-	if p := mustLoadBlob(t, shared, 1, t1); !strings.HasPrefix(p, srv.blobDir("s1")+string(filepath.Separator)) {
+	if p := mustLoadBlob(t, shared, 1, t1); !strings.HasPrefix(p, srv.BlobDir("s1")+string(filepath.Separator)) {
 		t.Fatalf("shared blob at %s, outside the server's blob directory", p)
 	}
 	t2 := storeBlob(shared, 1, t1, []byte("shared upload"))
@@ -170,10 +170,10 @@ func mustLoadBlob(t *testing.T, s *stackStorage, oid stack.Oid, tid stack.Tid) s
 // TestReadOnly: a read-only node registers read-only and refuses writes
 // locally; with read-only-fallback, a read-only server is accepted.
 func TestReadOnly(t *testing.T) {
-	srv := startRunzeo(t, runzeoOpts{})
-	s := open(t, options(t, "s1", srv.addr))
+	srv := pyenv.StartRunzeo(t, pyenv.RunzeoOptions{Storages: []string{"s1"}, Blobs: true})
+	s := open(t, options(t, "s1", srv.Addr))
 	t1 := commit(t, s, store{1, 0, "x"})
-	o := options(t, "s1", srv.addr)
+	o := options(t, "s1", srv.Addr)
 	o.ReadOnly = true
 	ro := open(t, o)
 	ctx := ctxT(t, time.Minute)
@@ -211,12 +211,12 @@ func TestReadOnly(t *testing.T) {
 // TestBlobCacheSize: downloads beyond blob-cache-size prune the least
 // recently written blobs, and a pruned blob is downloaded again.
 func TestBlobCacheSize(t *testing.T) {
-	srv := startRunzeo(t, runzeoOpts{})
+	srv := pyenv.StartRunzeo(t, pyenv.RunzeoOptions{Storages: []string{"s1"}, Blobs: true})
 	ctx := ctxT(t, time.Minute)
-	o := options(t, "s1", srv.addr)
+	o := options(t, "s1", srv.Addr)
 	o.BlobDir = zconfig.ExistingDirPath(t.TempDir())
 	writer := &stackStorage{open(t, o)}
-	o = options(t, "s1", srv.addr)
+	o = options(t, "s1", srv.Addr)
 	cacheDir := t.TempDir()
 	o.BlobDir = zconfig.ExistingDirPath(cacheDir)
 	limit := zconfig.ByteSize(25_000)
@@ -263,49 +263,4 @@ func TestBlobCacheSize(t *testing.T) {
 	if p := mustLoadBlob(t, reader, 1, tids[0]); p == "" {
 		t.Fatal("pruned blob not downloaded again")
 	}
-}
-
-// TestReadOnlyFallbackUpgrade: with read-only-fallback, a node whose only
-// reachable server is read-only serves read-only, and moves to the
-// writable server as soon as it is up.
-func TestReadOnlyFallbackUpgrade(t *testing.T) {
-	defer zeoclient.SetUpgradeInterval(50 * time.Millisecond)()
-	st := newMapping()
-	roAddr := goServerWith(t, st, server.Options{Log: quiet(), ReadOnly: true})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rwAddr := l.Addr().String()
-	l.Close()
-	o := options(t, "1", rwAddr, roAddr)
-	o.ReadOnlyFallback = true
-	s := open(t, o)
-	ctx := ctxT(t, time.Minute)
-	if !s.Capabilities().ReadOnly {
-		t.Fatal("connected writable with only a read-only server up")
-	}
-	if _, err := tryCommit(ctx, s, store{1, 0, "x"}); !errors.Is(err, stack.ErrReadOnly) {
-		t.Fatalf("commit on the read-only fallback: %v", err)
-	}
-	l, err = net.Listen("tcp", rwAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := server.New([]*stack.Mount{stack.NewMount("1", st)}, server.Options{Log: quiet()})
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(l) }()
-	defer func() {
-		srv.Shutdown(ctxT(t, 5*time.Second))
-		<-done
-	}()
-	deadline := time.Now().Add(20 * time.Second)
-	for s.Capabilities().ReadOnly || func() bool { _, err := s.LastTransaction(ctx); return err != nil }() {
-		if time.Now().After(deadline) {
-			t.Fatal("never moved to the writable server")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	tid := commit(t, s, store{1, 0, "written after the upgrade"})
-	wantCurrent(t, s, 1, "written after the upgrade", tid)
 }

@@ -1,12 +1,13 @@
+//go:build interop
+
 package zeoclient_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/zeoraid/zeoraid/interop/pyenv"
 	"github.com/zeoraid/zeoraid/stack"
 )
 
@@ -16,19 +17,14 @@ import (
 // replacement's last tid and takes a restore of the old history; once
 // connected, a server that goes back again is refused again.
 func TestAcceptReplacement(t *testing.T) {
-	srv := startRunzeo(t, runzeoOpts{})
-	s := open(t, options(t, "s1", srv.addr))
+	srv := pyenv.StartRunzeo(t, pyenv.RunzeoOptions{Storages: []string{"s1"}, Blobs: true})
+	s := open(t, options(t, "s1", srv.Addr))
 	ctx := ctxT(t, time.Minute)
 	t1 := commit(t, s, store{oid: 1, data: "one"})
 	empty := func() {
-		srv.kill()
-		if err := os.RemoveAll(filepath.Join(srv.dir, "s1")); err != nil {
+		if err := srv.Replace(); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.MkdirAll(filepath.Join(srv.dir, "s1"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		srv.start()
 	}
 	empty()
 	time.Sleep(time.Second) // several reconnection attempts

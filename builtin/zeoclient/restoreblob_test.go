@@ -1,3 +1,5 @@
+//go:build interop
+
 package zeoclient_test
 
 import (
@@ -7,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zeoraid/zeoraid/interop/pyenv"
 	"github.com/zeoraid/zeoraid/stack"
 	"github.com/zeoraid/zeoraid/zconfig"
 )
@@ -19,10 +22,10 @@ import (
 // against the target's current serial). The target ends with the same
 // tids, data and blob bytes.
 func TestRestoreBlobRunzeo(t *testing.T) {
-	srv := startRunzeo(t, runzeoOpts{storages: 2})
+	srv := pyenv.StartRunzeo(t, pyenv.RunzeoOptions{Storages: []string{"s1", "s2"}, Blobs: true})
 	ctx := ctxT(t, 2*time.Minute)
 	node := func(name string) *stackStorage {
-		o := options(t, name, srv.addr)
+		o := options(t, name, srv.Addr)
 		o.BlobDir = zconfig.ExistingDirPath(t.TempDir())
 		return &stackStorage{open(t, o)}
 	}
