@@ -1,8 +1,9 @@
-//go:build bench
+//go:build interop && bench
 
-// The RAID benchmarks run only when asked for, with the bench build tag:
+// The RAID benchmarks run only when asked for, with the bench build tag
+// (besides interop, which every test here needs):
 //
-//	go test -tags bench -run 'TestRAIDBench|TestRAIDRecoveryRate' -v ./interop
+//	go test -tags interop,bench -run 'TestRAIDBench|TestRAIDRecoveryRate' -v ./interop
 //
 // They log figures and assert nothing about timing.
 
@@ -48,10 +49,9 @@ func runBench(t *testing.T, label, addr string) string {
 // filestorages against one filestorage, and logs the numbers; it asserts
 // nothing about timing.
 func TestRAIDBench(t *testing.T) {
-	py := pyenv.Python(t)
 	var report strings.Builder
 
-	direct := startChild(t, py, "direct")
+	direct := startChild(t, "direct")
 	report.WriteString(runBench(t, "runzeo directly", direct.addr))
 	direct.kill()
 

@@ -1,3 +1,5 @@
+//go:build interop
+
 package interop
 
 import (
@@ -14,7 +16,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,23 +28,15 @@ import (
 	"github.com/zeoraid/zeoraid/zconfig"
 )
 
-// zeoChild is a Python runzeo process serving storage 1, a FileStorage
-// with a blob directory: one child of a RAID under test. It keeps its
-// address across kills, so that a replacement takes the place of the
-// server it replaces.
+// zeoChild is a Python runzeo serving storage 1, a FileStorage with a
+// blob directory: one child of a RAID under test. It keeps its address
+// across kills, so that a replacement takes the place of the server it
+// replaces.
 type zeoChild struct {
 	t    *testing.T
-	py   string
 	name string
 	addr string
-	root string
-
-	mu     sync.Mutex
-	gen    int    // data directories made so far
-	dir    string // the current data directory
-	cmd    *exec.Cmd
-	exited chan struct{}
-	logs   *lockedLog
+	srv  *pyenv.Runzeo
 }
 
 // freeAddr returns a loopback address nobody listens on.
@@ -57,114 +50,33 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// startChild starts runzeo for child name on a free port, with an empty
-// FileStorage; it is killed at the end of the test.
-func startChild(t *testing.T, py, name string) *zeoChild {
+// startChild starts runzeo for child name on a port of its own, with an
+// empty FileStorage; it is killed at the end of the test.
+func startChild(t *testing.T, name string) *zeoChild {
 	t.Helper()
-	z := &zeoChild{t: t, py: py, name: name, addr: freeAddr(t), root: t.TempDir(), logs: &lockedLog{}}
-	z.start(true)
-	t.Cleanup(func() {
-		z.kill()
-		if t.Failed() {
-			t.Logf("runzeo %s output:\n%s", name, tail([]byte(z.logs.String()), 3000))
-		}
-	})
-	return z
+	srv := pyenv.StartRunzeo(t, pyenv.RunzeoOptions{Blobs: true, ClientConflictResolution: true})
+	return &zeoChild{t: t, name: name, addr: srv.Addr, srv: srv}
 }
 
-// start runs the server, on a new empty data directory when fresh (the
-// replacement of a failed server), else on the current one (the same
-// server back), and waits until it listens.
+// start runs the server again on its address: with new empty storage
+// when fresh (the replacement of a failed server), else on its data (the
+// same server back).
 func (z *zeoChild) start(fresh bool) {
 	z.t.Helper()
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	if fresh || z.dir == "" {
-		z.gen++
-		z.dir = filepath.Join(z.root, fmt.Sprintf("data%d", z.gen))
-		if err := os.MkdirAll(z.dir, 0o755); err != nil {
-			z.t.Fatal(err)
-		}
+	restart := z.srv.Restart
+	if fresh {
+		restart = z.srv.Replace
 	}
-	conf := filepath.Join(z.dir, "zeo.conf")
-	text := fmt.Sprintf(`<zeo>
-  address %s
-  client-conflict-resolution true
-</zeo>
-<filestorage 1>
-  path %s
-  blob-dir %s
-</filestorage>
-`, z.addr, filepath.Join(z.dir, "Data.fs"), filepath.Join(z.dir, "blobs"))
-	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
-		z.t.Fatal(err)
-	}
-	cmd := exec.Command(z.py, "-m", "ZEO.runzeo", "-C", conf)
-	cmd.Env = env(Z5)
-	cmd.Stdout, cmd.Stderr = z.logs, z.logs
-	if err := cmd.Start(); err != nil {
-		z.t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	z.cmd, z.exited = cmd, exited
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", z.addr, time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		select {
-		case <-exited:
-			z.t.Fatalf("runzeo %s exited before listening on %s:\n%s", z.name, z.addr, z.logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			z.t.Fatalf("runzeo %s did not listen on %s: %v", z.name, z.addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := restart(); err != nil {
+		z.t.Fatalf("runzeo %s: %v", z.name, err)
 	}
 }
 
 // kill sends SIGKILL and waits until the process is gone.
-func (z *zeoChild) kill() {
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	if z.cmd == nil {
-		return
-	}
-	_ = z.cmd.Process.Signal(syscall.SIGCONT) // a stopped process dies too
-	_ = z.cmd.Process.Signal(syscall.SIGKILL)
-	<-z.exited
-	z.cmd = nil
-}
+func (z *zeoChild) kill() { z.srv.Kill() }
 
 // signal sends sig (SIGSTOP, SIGCONT) to the running server.
-func (z *zeoChild) signal(sig syscall.Signal) {
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	if z.cmd != nil {
-		_ = z.cmd.Process.Signal(sig)
-	}
-}
-
-type lockedLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+func (z *zeoChild) signal(sig syscall.Signal) { z.srv.Signal(sig) }
 
 // raidOptions are the raidstorage keys of a test RAID.
 type raidOptions struct {

@@ -1,3 +1,5 @@
+//go:build interop
+
 package interop
 
 // Process-level tests of the RAID (docs/raid.md §11): zeoraid serves a
@@ -36,7 +38,7 @@ func newRAIDSetup(t *testing.T, n int, o raidOptions) *raidSetup {
 	py := pyenv.Python(t)
 	rs := &raidSetup{t: t, py: py, dir: t.TempDir()}
 	for i := 1; i <= n; i++ {
-		rs.children = append(rs.children, startChild(t, py, fmt.Sprint(i)))
+		rs.children = append(rs.children, startChild(t, fmt.Sprint(i)))
 	}
 	rs.conf = raidConf(rs.dir, o, rs.children...)
 	rs.srv = startServer(t, rs.dir, rs.conf, "127.0.0.1:0", Z5)
@@ -494,7 +496,7 @@ func TestRAIDRestart(t *testing.T) {
 	t.Parallel()
 	py := pyenv.Python(t)
 	rs := &raidSetup{t: t, py: py, dir: t.TempDir()}
-	rs.children = []*zeoChild{startChild(t, py, "1"), startChild(t, py, "2")}
+	rs.children = []*zeoChild{startChild(t, "1"), startChild(t, "2")}
 	fsDir := filepath.Join(rs.dir, "fs")
 	if err := os.MkdirAll(fsDir, 0o755); err != nil {
 		t.Fatal(err)
