@@ -4,6 +4,7 @@
 package all
 
 import (
+	_ "github.com/zeoraid/zeoraid/builtin/badgerstorage"  // <badgerstorage>
 	_ "github.com/zeoraid/zeoraid/builtin/blobstorage"    // <blobstorage>
 	_ "github.com/zeoraid/zeoraid/builtin/filestorage"    // <filestorage>
 	_ "github.com/zeoraid/zeoraid/builtin/mappingstorage" // <mappingstorage>
