@@ -39,6 +39,14 @@ func TestConformance(t *testing.T) {
 			}
 			return r
 		},
+		ReadOnly: func(t testing.TB, s stack.Storage) stack.Storage {
+			fs := s.(*filestorage.Storage)
+			r, err := filestorage.Open(fs.Path(), filestorage.Options{BlobDir: zconfig.ExistingDirPath(fs.BlobDir()), ReadOnly: true}, quiet())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r
+		},
 		Oracle: func(testing.TB) stack.Storage { return mappingstorage.New("oracle", quiet()) },
 	})
 }

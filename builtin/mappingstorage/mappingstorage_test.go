@@ -22,6 +22,8 @@ func open(t testing.TB) stack.Storage {
 	return mappingstorage.New("Mapping Storage", log)
 }
 
+// TestConformance runs the suite without Reopen and ReadOnly: a
+// mappingstorage forgets everything on Close and has no read-only mode.
 func TestConformance(t *testing.T) {
 	storagetest.Run(t, storagetest.Harness{Open: open, Oracle: open})
 }

@@ -28,6 +28,10 @@ func (n noPack) Capabilities() stack.Capabilities {
 	return c
 }
 
+// Pack refuses, as the capability is not reported: the suite checks that
+// what Capabilities hides does not work.
+func (n noPack) Pack(context.Context, time.Time, bool) error { return stack.ErrNotSupported }
+
 // suiteStorages is how many fresh storages one run of the suite opens,
 // with room to spare.
 const suiteStorages = 60
@@ -54,6 +58,12 @@ func TestConformanceRunzeo(t *testing.T) {
 				Reopen: func(t testing.TB, s stack.Storage) stack.Storage {
 					o := options(t, s.(noPack).Options().Storage, srv.addr)
 					o.BlobDir = zconfig.ExistingDirPath(t.TempDir())
+					return noPack{openNoCleanup(t, o)}
+				},
+				ReadOnly: func(t testing.TB, s stack.Storage) stack.Storage {
+					o := options(t, s.(noPack).Options().Storage, srv.addr)
+					o.BlobDir = zconfig.ExistingDirPath(t.TempDir())
+					o.ReadOnly = true
 					return noPack{openNoCleanup(t, o)}
 				},
 				Oracle: func(testing.TB) stack.Storage { return mappingstorage.New("oracle", quiet()) },
@@ -133,6 +143,11 @@ func TestConformanceGoServer(t *testing.T) {
 			servers[r] = servers[s]
 			return r
 		},
+		ReadOnly: func(t testing.TB, s stack.Storage) stack.Storage {
+			o := options(t, "1", servers[s])
+			o.ReadOnly = true
+			return noPack{openNoCleanup(t, o)}
+		},
 		Oracle: func(testing.TB) stack.Storage { return mappingstorage.New("oracle", quiet()) },
 	})
 }
@@ -169,6 +184,19 @@ func TestConformanceGoServerFileStorage(t *testing.T) {
 			r := noPack{openNoCleanup(t, o)}
 			remotes[r] = remotes[s]
 			return r
+		},
+		// The same Data.fs, opened read-only, behind a read-only server:
+		// the node asks to write and falls back to read-only.
+		ReadOnly: func(t testing.TB, s stack.Storage) stack.Storage {
+			r := remotes[s]
+			fs, err := filestorage.Open(r.path, filestorage.Options{BlobDir: zconfig.ExistingDirPath(r.blobs), ReadOnly: true}, quiet())
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := options(t, "1", goServerReadOnly(t, fs))
+			o.BlobDir = zconfig.ExistingDirPath(t.TempDir())
+			o.ReadOnlyFallback = true
+			return noPack{openNoCleanup(t, o)}
 		},
 		Oracle: func(testing.TB) stack.Storage { return mappingstorage.New("oracle", quiet()) },
 	})

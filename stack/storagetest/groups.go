@@ -679,20 +679,6 @@ func testPack(t *testing.T, h Harness) {
 	})
 }
 
-func testReadOnly(t *testing.T, h Harness) {
-	s := open(t, h)
-	if !s.Capabilities().ReadOnly {
-		t.Skip("capability ReadOnly not reported")
-	}
-	ctx := ctxOf(t)
-	if _, err := tryCommit(ctx, s, stack.TxnMeta{}, st(1, 0, "x")); !errors.Is(err, stack.ErrReadOnly) {
-		t.Fatalf("write on a read-only storage: %v, want ErrReadOnly", err)
-	}
-	if _, err := s.LastTransaction(ctx); err != nil {
-		t.Fatalf("read on a read-only storage: %v", err)
-	}
-}
-
 func recv(t *testing.T, ch <-chan stack.Event) (stack.Event, bool) {
 	t.Helper()
 	select {
@@ -842,12 +828,16 @@ func testAfterClose(t *testing.T, h Harness) {
 	closed("Info", err)
 	_, err = s.Begin(ctx, stack.TxnMeta{})
 	closed("Begin", err)
-	if err := txn.Store(ctx, 1, tid, []byte("x")); err == nil {
-		if _, err := txn.Vote(ctx); err == nil {
-			_, err = txn.Finish(ctx)
-			closed("Finish of a transaction begun before Close", err)
-		}
+	// A transaction begun before Close cannot commit after it: the first of
+	// its steps that fails says so.
+	err = txn.Store(ctx, 1, tid, []byte("x"))
+	if err == nil {
+		_, err = txn.Vote(ctx)
 	}
+	if err == nil {
+		_, err = txn.Finish(ctx)
+	}
+	closed("a transaction begun before Close", err)
 	_ = txn.Abort(ctx)
 }
 
@@ -884,74 +874,5 @@ func testPersistence(t *testing.T, h Harness) {
 	t3 := commit(t, s, st(1, t2, "d"))
 	if t3 <= t2 {
 		t.Fatalf("tid after reopen %s does not follow %s", t3, t2)
-	}
-}
-
-func testCapabilities(t *testing.T, h Harness) {
-	s := open(t, h)
-	ctx := ctxOf(t)
-	caps := s.Capabilities()
-	refused := func(what string, err error) {
-		t.Helper()
-		if err == nil {
-			t.Errorf("%s works although its capability is not reported", what)
-		}
-	}
-	if it, ok := s.(stack.Iterator); ok && !caps.Iterate {
-		_, err := it.Iterate(ctx, 0, 0)
-		refused("Iterate", err)
-	}
-	if ri, ok := s.(stack.RecordIterator); ok && !caps.RecordIter {
-		_, _, _, err := ri.RecordIterNext(ctx, 0)
-		refused("RecordIterNext", err)
-	}
-	if u, ok := s.(stack.Undoer); ok && !caps.Undo {
-		_, err := u.UndoLog(ctx, 0, -1, nil)
-		refused("UndoLog", err)
-	}
-	if p, ok := s.(stack.Packer); ok && !caps.Pack {
-		refused("Pack", p.Pack(ctx, time.Now(), false))
-	}
-	if b, ok := s.(stack.Blobber); ok && !caps.Blobs {
-		_, err := b.LoadBlob(ctx, 0, 0)
-		refused("LoadBlob", err)
-	}
-	if caps.ReadOnly {
-		return
-	}
-	txn, err := s.Begin(ctx, stack.TxnMeta{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer txn.Abort(ctx)
-	if rt, ok := txn.(stack.RestoreTxn); caps.Restore != ok && caps.Restore {
-		t.Error("Restore reported but the Txn is no RestoreTxn")
-	} else if ok && !caps.Restore {
-		refused("Restore", rt.Restore(ctx, 1, []byte("x"), 0))
-	}
-	if ut, ok := txn.(stack.UndoTxn); caps.Undo && !ok {
-		t.Error("Undo reported but the Txn is no UndoTxn")
-	} else if ok && !caps.Undo {
-		_, err := ut.Undo(ctx, make([]byte, 8))
-		refused("Undo", err)
-	}
-	if dt, ok := txn.(stack.DeleteTxn); caps.Delete && !ok {
-		t.Error("Delete reported but the Txn is no DeleteTxn")
-	} else if ok && !caps.Delete {
-		refused("Delete", dt.Delete(ctx, 1, 0))
-	}
-	if bt, ok := txn.(stack.BlobTxn); caps.Blobs && !ok {
-		t.Error("Blobs reported but the Txn is no BlobTxn")
-	} else if ok && !caps.Blobs {
-		refused("StoreBlob", bt.StoreBlob(ctx, 1, 0, []byte("x"), "/nonexistent"))
-	}
-	if caps.Delete {
-		_ = txn.Abort(ctx)
-		t1 := commit(t, s, st(5, 0, "x"))
-		commit(t, s, op{oid: 5, serial: t1, del: true})
-		wantNotFound(t, s, 5)
-		if _, err := tryCommit(ctx, s, stack.TxnMeta{}, op{oid: 5, serial: t1, del: true}); len(conflictOids(err)) == 0 {
-			t.Errorf("delete with a stale serial: %v, want a conflict", err)
-		}
 	}
 }

@@ -25,6 +25,12 @@ type Harness struct {
 	// it, for the Persistence group; nil means the backend forgets
 	// everything on Close and Persistence is skipped.
 	Reopen func(t testing.TB, s stack.Storage) stack.Storage
+	// ReadOnly, if not nil, opens the data of the storage s again, after
+	// the suite closed it, as a read-only storage, for the ReadOnly group;
+	// nil means the backend cannot reopen its data read-only (it forgets
+	// everything on Close, or has no read-only mode) and ReadOnly is
+	// skipped.
+	ReadOnly func(t testing.TB, s stack.Storage) stack.Storage
 	// Oracle returns a fresh reference storage (mappingstorage.New) the
 	// RandomHistory group compares the backend with.
 	Oracle func(t testing.TB) stack.Storage
