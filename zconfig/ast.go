@@ -42,12 +42,16 @@ func (p Pos) compare(q Pos) int {
 type Error struct {
 	Pos Pos
 	Msg string
+	Err error // the cause, when there is one (a *MissingDirError, …)
 }
 
 // Error formats the problem as "file:line:col: msg".
 func (e *Error) Error() string {
 	return e.Pos.String() + ": " + e.Msg
 }
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
 
 // ErrorList collects every problem found in a configuration, so that a user
 // fixes them all in one round instead of one per run.
@@ -65,6 +69,11 @@ func (l ErrorList) Error() string {
 // add records a problem at pos.
 func (l *ErrorList) add(pos Pos, format string, args ...any) {
 	*l = append(*l, &Error{Pos: pos, Msg: fmt.Sprintf(format, args...)})
+}
+
+// addCause records a problem at pos caused by err.
+func (l *ErrorList) addCause(pos Pos, err error, format string, args ...any) {
+	*l = append(*l, &Error{Pos: pos, Msg: fmt.Sprintf(format, args...), Err: err})
 }
 
 // err returns the list sorted by position without duplicates (a file

@@ -17,9 +17,12 @@ import (
 // (default must come last and takes the rest of the tag, commas included) and
 // documented by `doc:"…"`. The field's Go type selects the ZConfig datatype:
 // string, bool (boolean), int and int64 (integer), float64 (float),
-// time.Duration (time-interval), ByteSize (byte-size), BindAddress
-// (socket-binding-address), ConnectAddress (socket-connection-address) and
-// ExistingDirPath (existing-dirpath). A pointer to one of these stays nil when
+// time.Duration (time-interval), ByteSize (byte-size), SocketAddress
+// (socket-address), BindAddress (socket-binding-address), ConnectAddress
+// (socket-connection-address), InetAddress (inet-address), ExistingDirPath
+// (existing-dirpath), DottedName (dotted-name), and the logger component's
+// LoggingLevel, SyslogFacility, LogFormatStyle, EscapedString,
+// HTTPLoggerURL and HTTPMethod. A pointer to one of these stays nil when
 // the key is absent and has no default; a slice of one is a multikey, which
 // may repeat (any other key may not).
 //
@@ -27,7 +30,9 @@ import (
 // Section to take the section undecoded) receives the subsections of that
 // type, decoded recursively; *S takes at most one. `zconfig:"*"` on a
 // []*Section field receives every subsection no other field takes.
-// `zconfig:",name"` on a string field receives the section's name.
+// `zconfig:",name"` on a string field receives the section's name, and
+// `zconfig:",source"` on a *Section field the section itself (for checks
+// that need the positions of its keys).
 // Anonymous struct fields without a tag are flattened into the outer struct.
 // Fields a section leaves alone keep their value.
 //
@@ -89,6 +94,7 @@ const (
 	sectionSlot
 	catchAllSlot
 	nameSlot
+	sourceSlot
 )
 
 // slot is one tagged field of a decoding target.
@@ -150,13 +156,48 @@ var (
 			p, err := parseExistingDirPath(s)
 			return reflect.ValueOf(p), err
 		}},
+		reflect.TypeFor[SocketAddress](): {"socket-address", func(s string) (reflect.Value, error) {
+			a, err := parseSocketAddress(s, "")
+			return reflect.ValueOf(a), err
+		}},
 		reflect.TypeFor[BindAddress](): {"socket-binding-address", func(s string) (reflect.Value, error) {
-			a, err := parseSocketAddress(s, "", false)
+			a, err := parseSocketAddress(s, "")
 			return reflect.ValueOf(BindAddress(a)), err
 		}},
 		reflect.TypeFor[ConnectAddress](): {"socket-connection-address", func(s string) (reflect.Value, error) {
-			a, err := parseSocketAddress(s, "127.0.0.1", true)
-			return reflect.ValueOf(ConnectAddress(a)), err
+			a, err := parseConnectAddress(s)
+			return reflect.ValueOf(a), err
+		}},
+		reflect.TypeFor[InetAddress](): {"inet-address", func(s string) (reflect.Value, error) {
+			a, err := parseInetAddress(s, "")
+			return reflect.ValueOf(InetAddress(a)), err
+		}},
+		reflect.TypeFor[DottedName](): {"dotted-name", func(s string) (reflect.Value, error) {
+			n, err := parseDottedName(s)
+			return reflect.ValueOf(n), err
+		}},
+		reflect.TypeFor[LoggingLevel](): {"logging-level", func(s string) (reflect.Value, error) {
+			l, err := parseLoggingLevel(s)
+			return reflect.ValueOf(l), err
+		}},
+		reflect.TypeFor[SyslogFacility](): {"syslog-facility", func(s string) (reflect.Value, error) {
+			f, err := parseSyslogFacility(s)
+			return reflect.ValueOf(f), err
+		}},
+		reflect.TypeFor[LogFormatStyle](): {"log-format-style", func(s string) (reflect.Value, error) {
+			st, err := parseLogFormatStyle(s)
+			return reflect.ValueOf(st), err
+		}},
+		reflect.TypeFor[EscapedString](): {"escaped-string", func(s string) (reflect.Value, error) {
+			return reflect.ValueOf(parseEscapedString(s)), nil
+		}},
+		reflect.TypeFor[HTTPLoggerURL](): {"http-handler-url", func(s string) (reflect.Value, error) {
+			u, err := parseHTTPLoggerURL(s)
+			return reflect.ValueOf(u), err
+		}},
+		reflect.TypeFor[HTTPMethod](): {"get-or-post", func(s string) (reflect.Value, error) {
+			m, err := parseHTTPMethod(s)
+			return reflect.ValueOf(m), err
 		}},
 	}
 )
@@ -243,7 +284,7 @@ func newSlot(f reflect.StructField, tag string, added *[]reflect.Type) (*slot, e
 	}
 	parts := strings.Split(tag, ",")
 	sl.name = parts[0]
-	isSection, isName := false, false
+	isSection, isName, isSource := false, false, false
 	for _, opt := range parts[1:] {
 		switch opt {
 		case "required":
@@ -252,6 +293,8 @@ func newSlot(f reflect.StructField, tag string, added *[]reflect.Type) (*slot, e
 			isSection = true
 		case "name":
 			isName = true
+		case "source":
+			isSource = true
 		default:
 			return nil, fmt.Errorf("unknown tag option %q", opt)
 		}
@@ -269,6 +312,12 @@ func newSlot(f reflect.StructField, tag string, added *[]reflect.Type) (*slot, e
 			return nil, fmt.Errorf(`the section name goes in a string field tagged ",name" alone`)
 		}
 		sl.kind = nameSlot
+		return sl, nil
+	case isSource:
+		if sl.name != "" || t != reflect.PointerTo(sectionType) || sl.required || sl.hasDef {
+			return nil, fmt.Errorf(`the section itself goes in a *zconfig.Section field tagged ",source" alone`)
+		}
+		sl.kind = sourceSlot
 		return sl, nil
 	case sl.name == "*":
 		if t != reflect.TypeFor[[]*Section]() || len(parts) > 1 || sl.hasDef {
@@ -335,6 +384,8 @@ func (sch *schema) decode(s *Section, rv reflect.Value, errs *ErrorList) {
 			catchAll = sl
 		case nameSlot:
 			rv.FieldByIndex(sl.index).SetString(s.Name)
+		case sourceSlot:
+			rv.FieldByIndex(sl.index).Set(reflect.ValueOf(s))
 		}
 	}
 
@@ -358,7 +409,7 @@ func (sch *schema) decode(s *Section, rv reflect.Value, errs *ErrorList) {
 		}
 		val, err := sl.conv.parse(k.Value)
 		if err != nil {
-			errs.add(k.ValuePos, "invalid value for %s: %v", quote(k.Name), err)
+			errs.addCause(k.ValuePos, err, "invalid value for %s: %v", quote(k.Name), err)
 			continue
 		}
 		if sl.multi {
@@ -449,7 +500,7 @@ func (sch *schema) describe(prefix string, outer []*schema) []KeyDoc {
 	outer = append(outer, sch)
 	var docs []KeyDoc
 	for _, sl := range sch.slots {
-		if sl.kind == nameSlot {
+		if sl.kind == nameSlot || sl.kind == sourceSlot {
 			continue
 		}
 		d := KeyDoc{
