@@ -48,39 +48,79 @@ type SSLOptions struct {
 	Authenticate     string                  `zconfig:"authenticate,required" doc:"CA file or directory used to verify client certificates; DYNAMIC loads none"`
 }
 
-// EventLogOptions is <eventlog> (ZConfig's logger component, docs/configuration.md §3).
+// EventLogOptions is <eventlog>, ZConfig's logger component: the root
+// logger's level and its handlers. Every handler type ZConfig knows is
+// decoded with its keys and datatypes; <logfile> and <syslog> are
+// implemented, the others are accepted with a warning. Any other section
+// inside <eventlog> (a storage, say) is an error.
 type EventLogOptions struct {
-	Level    string            `zconfig:"level,default=info" doc:"critical, error, warn, info, blather, debug, trace, all, notset, or 0..50"`
-	LogFiles []*LogFileOptions `zconfig:"logfile,section" doc:"a log file handler"`
-	Syslogs  []*SyslogOptions  `zconfig:"syslog,section" doc:"a syslog handler (accepted, not implemented: warned)"`
-	// Other handler types (email-notifier, http-logger, win32-eventlog) are
-	// accepted with a warning.
-	Other []*zconfig.Section `zconfig:"*"`
+	Level          zconfig.LoggingLevel    `zconfig:"level,default=info" doc:"critical, error, warn, info, blather, debug, trace, all, notset, or 0..50"`
+	LogFiles       []*LogFileOptions       `zconfig:"logfile,section" doc:"a log file handler"`
+	Syslogs        []*SyslogOptions        `zconfig:"syslog,section" doc:"a syslog handler"`
+	EmailNotifiers []*EmailNotifierOptions `zconfig:"email-notifier,section" doc:"accepted, not implemented: warned"`
+	HTTPLoggers    []*HTTPLoggerOptions    `zconfig:"http-logger,section" doc:"accepted, not implemented: warned"`
+	Win32EventLogs []*Win32EventLogOptions `zconfig:"win32-eventlog,section" doc:"accepted, not implemented: warned"`
+}
+
+// LogHandlerOptions are the keys every handler has (ZConfig's
+// base-log-handler). Formats are checked against Style when the
+// configuration is decoded, as ZConfig checks them.
+type LogHandlerOptions struct {
+	Section         *zconfig.Section       `zconfig:",source"`
+	Formatter       zconfig.DottedName     `zconfig:"formatter" doc:"Python formatter class: zeoraid always formats as logging.Formatter (another name is warned)"`
+	DateFormat      string                 `zconfig:"dateformat,default=%Y-%m-%dT%H:%M:%S" doc:"strftime format of %(asctime)s"`
+	Level           zconfig.LoggingLevel   `zconfig:"level,default=notset" doc:"minimum level of this handler"`
+	Style           zconfig.LogFormatStyle `zconfig:"style,default=classic" doc:"classic (%(name)s), template or safe-template ($name); format ({name}) is not implemented"`
+	ArbitraryFields bool                   `zconfig:"arbitrary-fields,default=false" doc:"allow fields other than a log record's in format"`
 }
 
 // LogFileOptions is a <logfile> handler.
 type LogFileOptions struct {
-	Path            string `zconfig:"path,required" doc:"file path, or STDOUT / STDERR"`
-	Format          string `zconfig:"format,default=------\\n%(asctime)s %(levelname)s %(name)s %(message)s" doc:"Python logging format"`
-	DateFormat      string `zconfig:"dateformat,default=%Y-%m-%dT%H:%M:%S" doc:"strftime format of %(asctime)s"`
-	Level           string `zconfig:"level,default=notset" doc:"minimum level of this handler"`
-	MaxSize         string `zconfig:"max-size" doc:"accepted, rotation is left to the system"`
-	OldFiles        string `zconfig:"old-files" doc:"accepted, rotation is left to the system"`
-	When            string `zconfig:"when" doc:"accepted, rotation is left to the system"`
-	Interval        string `zconfig:"interval" doc:"accepted, rotation is left to the system"`
-	Encoding        string `zconfig:"encoding" doc:"accepted; logs are UTF-8"`
-	Delay           string `zconfig:"delay" doc:"accepted"`
-	Formatter       string `zconfig:"formatter" doc:"accepted"`
-	Style           string `zconfig:"style,default=classic" doc:"accepted"`
-	ArbitraryFields string `zconfig:"arbitrary-fields" doc:"accepted"`
+	LogHandlerOptions
+	Path     string                `zconfig:"path,required" doc:"file path, or STDOUT / STDERR (exactly so)"`
+	Format   zconfig.EscapedString `zconfig:"format,default=------\\n%(asctime)s %(levelname)s %(name)s %(message)s" doc:"Python logging format"`
+	MaxSize  zconfig.ByteSize      `zconfig:"max-size,default=0" doc:"size rotation: accepted, rotation is left to the system (logrotate and SIGUSR2); warned"`
+	OldFiles int                   `zconfig:"old-files,default=0" doc:"rotated files kept; required by ZConfig with max-size, when or interval"`
+	When     string                `zconfig:"when" doc:"time rotation: accepted, left to the system; warned"`
+	Interval int                   `zconfig:"interval,default=0" doc:"time rotation interval: accepted, left to the system"`
+	Encoding string                `zconfig:"encoding" doc:"accepted; logs are UTF-8"`
+	Delay    bool                  `zconfig:"delay,default=false" doc:"accepted; the file is opened at start-up"`
 }
 
-// SyslogOptions is a <syslog> handler.
+// SyslogOptions is a <syslog> handler: lines go to a syslog daemon over a
+// Unix datagram socket (address is a path, such as /dev/log) or UDP.
 type SyslogOptions struct {
-	Facility string `zconfig:"facility,default=user"`
-	Address  string `zconfig:"address,default=localhost:514"`
-	Format   string `zconfig:"format"`
-	Level    string `zconfig:"level,default=notset"`
+	LogHandlerOptions
+	Facility zconfig.SyslogFacility `zconfig:"facility,default=user" doc:"syslog facility"`
+	Address  zconfig.SocketAddress  `zconfig:"address,default=localhost:514" doc:"host:port (UDP) or a Unix socket path such as /dev/log"`
+	Format   zconfig.EscapedString  `zconfig:"format,default=%(name)s %(message)s" doc:"Python logging format"`
+}
+
+// EmailNotifierOptions is an <email-notifier> handler (not implemented).
+type EmailNotifierOptions struct {
+	LogHandlerOptions
+	From         string                `zconfig:"from,required"`
+	To           []string              `zconfig:"to,required"`
+	Subject      string                `zconfig:"subject,default=Message from Zope"`
+	SMTPServer   zconfig.InetAddress   `zconfig:"smtp-server,default=localhost"`
+	SMTPUsername string                `zconfig:"smtp-username"`
+	SMTPPassword string                `zconfig:"smtp-password"`
+	Format       zconfig.EscapedString `zconfig:"format,default=%(asctime)s %(levelname)s %(name)s %(message)s"`
+}
+
+// HTTPLoggerOptions is an <http-logger> handler (not implemented).
+type HTTPLoggerOptions struct {
+	LogHandlerOptions
+	URL    zconfig.HTTPLoggerURL `zconfig:"url,default=http://localhost/"`
+	Method zconfig.HTTPMethod    `zconfig:"method,default=GET"`
+	Format zconfig.EscapedString `zconfig:"format,default=%(asctime)s %(levelname)s %(name)s %(message)s"`
+}
+
+// Win32EventLogOptions is a <win32-eventlog> handler (not implemented).
+type Win32EventLogOptions struct {
+	LogHandlerOptions
+	AppName string                `zconfig:"appname,default=Zope"`
+	Format  zconfig.EscapedString `zconfig:"format,default=%(levelname)s %(name)s %(message)s"`
 }
 
 // RunnerOptions is zdaemon's <runner>: parsed so configs stay valid,
@@ -180,13 +220,24 @@ func DecodeConfig(root *zconfig.Section) (*Config, error) {
 		}
 	}
 	if eventlog != nil {
-		cfg.EventLog = &EventLogOptions{}
-		add(zconfig.Decode(eventlog, cfg.EventLog))
-		for _, s := range cfg.EventLog.Other {
-			cfg.Warnings = append(cfg.Warnings, fmt.Sprintf("%s: <%s> log handler accepted but not implemented by zeoraid", s.Pos, s.Type))
+		// A storage section inside <eventlog> is a misplaced storage, not
+		// an unknown handler: say where it belongs.
+		handlers := *eventlog
+		handlers.Sections = nil
+		for _, s := range eventlog.Sections {
+			if _, isStorage := Lookup(s.Type); isStorage {
+				errs = append(errs, &zconfig.Error{Pos: s.Pos, Msg: fmt.Sprintf("<%s> is a storage section, not a log handler: storage sections go at the top level of zeo.conf", s.Type)})
+				continue
+			}
+			handlers.Sections = append(handlers.Sections, s)
 		}
-		if len(cfg.EventLog.Syslogs) > 0 {
-			cfg.Warnings = append(cfg.Warnings, fmt.Sprintf("%s: <syslog> log handler accepted but not implemented by zeoraid", eventlog.Pos))
+		cfg.EventLog = &EventLogOptions{}
+		if err := zconfig.Decode(&handlers, cfg.EventLog); err != nil {
+			add(err)
+		} else {
+			w, err := checkEventLog(cfg.EventLog)
+			cfg.Warnings = append(cfg.Warnings, w...)
+			add(err)
 		}
 	}
 	if runner != nil {

@@ -59,7 +59,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	log, err := eventlog.New(cfg.EventLog)
 	if err != nil {
-		fmt.Fprintf(stderr, "zeoraid: %v\n", err)
+		// The section was checked when it was decoded; what is left is
+		// the system's answer (a log file that cannot be opened, say).
+		fmt.Fprintf(stderr, "zeoraid: <eventlog>: %v\n", err)
 		return 2
 	}
 	defer log.Close()
@@ -104,6 +106,13 @@ func serveConfig(conf, addr string, files []string) (*stack.Config, error) {
 		}
 		cfg, err = stack.DecodeConfig(root)
 	default:
+		if conf == "" {
+			for _, dir := range defaultDirs {
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					return nil, err
+				}
+			}
+		}
 		cfg, err = loadConfig(conf)
 		if err == nil && len(files) > 0 {
 			root, perr := zconfig.Parse("(command line)", []byte(src.String()))

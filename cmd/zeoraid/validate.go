@@ -9,7 +9,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/zeoraid/zeoraid/stack"
 	"github.com/zeoraid/zeoraid/zconfig"
@@ -21,16 +23,16 @@ import (
 //go:embed default.conf
 var defaultConfig []byte
 
-// loadConfig reads path, or the embedded default when path is empty.
+// defaultDirs are the directories of the embedded default's two Data.fs
+// files. `zeoraid serve` creates them, so that a fresh checkout can run the
+// server at once; `zeoraid validate` creates nothing and accepts their
+// absence.
+var defaultDirs = []string{"var/1", "var/2"}
+
+// loadConfig reads path, or the embedded default when path is empty. It
+// reads only: validate relies on it to leave the disk alone.
 func loadConfig(path string) (*stack.Config, error) {
 	if path == "" {
-		// The default mirrors two Data.fs files in ./var/1 and ./var/2;
-		// make them so a fresh checkout can run the server at once.
-		for _, dir := range []string{"var/1", "var/2"} {
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return nil, err
-			}
-		}
 		root, err := zconfig.Parse("(default zeo.conf)", defaultConfig)
 		if err != nil {
 			return nil, err
@@ -52,7 +54,7 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	conf := fs.String("C", "", "configuration file (default: the embedded default)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: zeoraid validate [-C zeo.conf]\nParses, decodes and builds the configuration without opening anything;\nprints every error as file:line:col: message and exits 2 if there are any.")
+		fmt.Fprintln(stderr, "usage: zeoraid validate [-C zeo.conf]\nParses, decodes and checks the configuration as serve does, without opening,\ncreating or writing anything; prints every error as file:line:col: message\nand exits 2 if there are any. What validate accepts, serve accepts.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -69,6 +71,10 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 		_, berr := stack.Build(context.Background(), cfg, stack.BuildOptions{DryRun: true})
 		err = mergeConfigErrors(err, berr)
 	}
+	var created []string
+	if *conf == "" {
+		created, err = dropDefaultDirs(err)
+	}
 	if err != nil {
 		printConfigError(stderr, err)
 		return 2
@@ -81,7 +87,35 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 		name = "default configuration"
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d storage(s))\n", name, len(cfg.Storages))
+	if len(created) > 0 {
+		fmt.Fprintf(stdout, "note: serve creates %s\n", strings.Join(created, " and "))
+	}
 	return 0
+}
+
+// dropDefaultDirs returns the directories serve creates for the default
+// configuration that err says are missing, and err without those errors.
+func dropDefaultDirs(err error) ([]string, error) {
+	var list zconfig.ErrorList
+	if !errors.As(err, &list) {
+		return nil, err
+	}
+	var kept zconfig.ErrorList
+	var dirs []string
+	for _, e := range list {
+		var missing *zconfig.MissingDirError
+		if errors.As(e, &missing) && slices.Contains(defaultDirs, missing.Dir) {
+			if !slices.Contains(dirs, missing.Dir) {
+				dirs = append(dirs, missing.Dir)
+			}
+			continue
+		}
+		kept = append(kept, e)
+	}
+	if len(kept) == 0 {
+		return dirs, nil
+	}
+	return dirs, kept
 }
 
 // mergeConfigErrors joins two error lists, sorted by position, without
