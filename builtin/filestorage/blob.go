@@ -15,7 +15,8 @@ type blobMove struct {
 }
 
 // LoadBlob returns the committed blob file of oid's revision serial.
-func (s *Storage) LoadBlob(ctx context.Context, oid stack.Oid, serial stack.Tid) (string, error) {
+func (s *Storage) LoadBlob(ctx context.Context, oid stack.Oid, serial stack.Tid) (_ string, err error) {
+	defer stack.WrapOp(&err, s.node, "loadBlob", &oid, &serial)
 	if s.blobs == nil {
 		return "", stack.ErrNotSupported
 	}
@@ -39,7 +40,8 @@ func (s *Storage) BlobTempDir() string {
 
 // StoreBlob is storeBlob: Store, then the file moves to its final name at
 // once (it is invisible until the record is committed).
-func (t *txn) StoreBlob(ctx context.Context, oid stack.Oid, serial stack.Tid, data []byte, blobPath string) error {
+func (t *txn) StoreBlob(ctx context.Context, oid stack.Oid, serial stack.Tid, data []byte, blobPath string) (err error) {
+	defer stack.WrapOp(&err, t.s.node, "storeBlob", &oid, &t.tid)
 	if t.s.blobs == nil {
 		return stack.ErrNotSupported
 	}
@@ -54,7 +56,8 @@ func (t *txn) StoreBlob(ctx context.Context, oid stack.Oid, serial stack.Tid, da
 }
 
 // RestoreBlob is restoreBlob: Restore plus the blob file.
-func (t *txn) RestoreBlob(ctx context.Context, oid stack.Oid, data []byte, blobPath string, prevTxn stack.Tid) error {
+func (t *txn) RestoreBlob(ctx context.Context, oid stack.Oid, data []byte, blobPath string, prevTxn stack.Tid) (err error) {
+	defer stack.WrapOp(&err, t.s.node, "restoreBlob", &oid, &t.tid)
 	if t.s.blobs == nil {
 		return stack.ErrNotSupported
 	}

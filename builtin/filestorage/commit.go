@@ -40,7 +40,8 @@ type txn struct {
 // Begin is tpc_begin: it takes the commit lock (waiting for it within
 // ctx) and allocates the tid, or checks the explicit one (which must be
 // after the last transaction, unlike Python).
-func (s *Storage) Begin(ctx context.Context, meta stack.TxnMeta) (stack.Txn, error) {
+func (s *Storage) Begin(ctx context.Context, meta stack.TxnMeta) (_ stack.Txn, err error) {
+	defer stack.WrapOp(&err, s.node, "tpc_begin", nil, nil)
 	if s.readOnly {
 		return nil, stack.ErrReadOnly
 	}
@@ -170,7 +171,8 @@ func (t *txn) add(oid stack.Oid, recTid stack.Tid, prev int64, data []byte, back
 // which is stricter than Python) is remembered and reported by Vote with
 // every other conflict; the data is not written. Empty data is refused:
 // the format cannot hold it (docs/filestorage.md §1.4).
-func (t *txn) Store(ctx context.Context, oid stack.Oid, serial stack.Tid, data []byte) error {
+func (t *txn) Store(ctx context.Context, oid stack.Oid, serial stack.Tid, data []byte) (err error) {
+	defer stack.WrapOp(&err, t.s.node, "store", &oid, &t.tid)
 	if err := t.usable(); err != nil {
 		return err
 	}
@@ -191,7 +193,8 @@ func (t *txn) Store(ctx context.Context, oid stack.Oid, serial stack.Tid, data [
 }
 
 // CheckCurrentSerial is checkCurrentSerialInTransaction; checked at Vote.
-func (t *txn) CheckCurrentSerial(ctx context.Context, oid stack.Oid, serial stack.Tid) error {
+func (t *txn) CheckCurrentSerial(ctx context.Context, oid stack.Oid, serial stack.Tid) (err error) {
+	defer stack.WrapOp(&err, t.s.node, "checkCurrentSerial", &oid, &t.tid)
 	if err := t.usable(); err != nil {
 		return err
 	}
@@ -204,7 +207,8 @@ func (t *txn) CheckCurrentSerial(ctx context.Context, oid stack.Oid, serial stac
 
 // Delete is IExternalGC's deleteObject: a "no data" marker. A stale
 // serial is reported by Vote, like Store's.
-func (t *txn) Delete(ctx context.Context, oid stack.Oid, serial stack.Tid) error {
+func (t *txn) Delete(ctx context.Context, oid stack.Oid, serial stack.Tid) (err error) {
+	defer stack.WrapOp(&err, t.s.node, "deleteObject", &oid, &t.tid)
 	if err := t.usable(); err != nil {
 		return err
 	}
@@ -225,7 +229,8 @@ func (t *txn) Delete(ctx context.Context, oid stack.Oid, serial stack.Tid) error
 
 // Restore is ZODB's restore (docs/filestorage.md §4.3): no conflict check; with prevTxn, a
 // backpointer to identical data in that transaction when there is one.
-func (t *txn) Restore(ctx context.Context, oid stack.Oid, data []byte, prevTxn stack.Tid) error {
+func (t *txn) Restore(ctx context.Context, oid stack.Oid, data []byte, prevTxn stack.Tid) (err error) {
+	defer stack.WrapOp(&err, t.s.node, "restore", &oid, &t.tid)
 	if err := t.usable(); err != nil {
 		return err
 	}
@@ -292,7 +297,8 @@ func (s *Storage) dataFind(tid stack.Tid, oid stack.Oid, data []byte) (int64, er
 
 // Vote is tpc_vote: check serials, then write the transaction after the
 // end with status 'c' and fsync it. Nothing is visible yet.
-func (t *txn) Vote(ctx context.Context) ([]stack.Oid, error) {
+func (t *txn) Vote(ctx context.Context) (_ []stack.Oid, err error) {
+	defer stack.WrapOp(&err, t.s.node, "tpc_vote", nil, &t.tid)
 	if err := t.usable(); err != nil {
 		return nil, err
 	}
@@ -347,7 +353,8 @@ func (s *Storage) truncateTo(pos int64) {
 
 // Finish is tpc_finish: flip the status byte, fsync (the durable point),
 // then publish the index, the end and the tid, and tell the watchers.
-func (t *txn) Finish(ctx context.Context) (stack.Tid, error) {
+func (t *txn) Finish(ctx context.Context) (_ stack.Tid, err error) {
+	defer stack.WrapOp(&err, t.s.node, "tpc_finish", nil, &t.tid)
 	if t.done {
 		return 0, errFinished
 	}
@@ -361,7 +368,7 @@ func (t *txn) Finish(ctx context.Context) (stack.Tid, error) {
 		t.release()
 		return 0, stack.ErrClosed
 	}
-	_, err := s.f.WriteAt([]byte{t.status}, t.tpos+16)
+	_, err = s.f.WriteAt([]byte{t.status}, t.tpos+16)
 	if err == nil {
 		err = s.f.Sync()
 	}
@@ -383,8 +390,10 @@ func (t *txn) Finish(ctx context.Context) (stack.Tid, error) {
 	s.txns.added(t.tid, t.tpos)
 	s.pos = t.tpos + t.thl + int64(len(t.body)) + trailerLen
 	s.ltid = t.tid
-	if err := s.watch.Publish(stack.Event{Tid: t.tid, Oids: t.oids}); err != nil {
-		s.log.WithError(err).Error("cannot notify watchers")
+	if t.tid > s.announced {
+		if err := s.watch.Publish(stack.Event{Tid: t.tid, Oids: t.oids}); err != nil {
+			s.log.WithError(err).Error("cannot notify watchers")
+		}
 	}
 	s.mu.Unlock()
 	t.blobs = nil // committed: the files stay
@@ -402,11 +411,11 @@ func (t *txn) release() {
 
 // Abort is tpc_abort: cut a voted transaction off the file, remove its
 // blob files and release the commit lock. Idempotent.
-func (t *txn) Abort(ctx context.Context) error {
+func (t *txn) Abort(ctx context.Context) (err error) {
+	defer stack.WrapOp(&err, t.s.node, "tpc_abort", nil, &t.tid)
 	if t.done {
 		return nil
 	}
-	var err error
 	t.s.ioMu.RLock()
 	defer t.s.ioMu.RUnlock()
 	if t.voted && !t.s.isClosed() {

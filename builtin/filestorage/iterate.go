@@ -11,7 +11,8 @@ import (
 // start <= tid <= stop, oldest first. It reads through its own handle and
 // stops at the end committed when it was created, so it is unaffected by
 // later commits and by a pack replacing the file.
-func (s *Storage) Iterate(ctx context.Context, start, stop stack.Tid) (stack.TxnIterator, error) {
+func (s *Storage) Iterate(ctx context.Context, start, stop stack.Tid) (_ stack.TxnIterator, err error) {
+	defer stack.WrapOp(&err, s.node, "iterator_start", nil, nil)
 	if err := s.readable(); err != nil {
 		return nil, err
 	}
@@ -21,10 +22,11 @@ func (s *Storage) Iterate(ctx context.Context, start, stop stack.Tid) (stack.Txn
 	if err != nil {
 		return nil, err
 	}
-	return &txnIter{f: f, rd: reader{r: f, path: s.path}, pos: int64(len(magicFS30)), end: end, start: start, stop: stop}, nil
+	return &txnIter{node: s.node, f: f, rd: reader{r: f, path: s.path}, pos: int64(len(magicFS30)), end: end, start: start, stop: stop}, nil
 }
 
 type txnIter struct {
+	node        string // the storage's, for errors
 	f           *os.File
 	rd          reader
 	pos, end    int64
@@ -33,7 +35,8 @@ type txnIter struct {
 }
 
 // Next returns the next transaction with its records, data resolved.
-func (it *txnIter) Next(ctx context.Context) (stack.TxnRecord, bool, error) {
+func (it *txnIter) Next(ctx context.Context) (_ stack.TxnRecord, _ bool, err error) {
+	defer stack.WrapOp(&err, it.node, "iterator_next", nil, nil)
 	for !it.finished && it.pos < it.end {
 		if err := ctx.Err(); err != nil {
 			return stack.TxnRecord{}, false, err
@@ -128,7 +131,8 @@ func readTxn(rd reader, h *txnHeader) (stack.TxnRecord, error) {
 // RecordIterNext is record_iternext: the current revision of the smallest
 // oid >= from (deleted objects are skipped) and the next oid, found by
 // binary search in the index, whose oids are ordered.
-func (s *Storage) RecordIterNext(ctx context.Context, from stack.Oid) (stack.DataRecord, stack.Oid, bool, error) {
+func (s *Storage) RecordIterNext(ctx context.Context, from stack.Oid) (_ stack.DataRecord, _ stack.Oid, _ bool, err error) {
+	defer stack.WrapOp(&err, s.node, "record_iternext", &from, nil)
 	if err := s.readable(); err != nil {
 		return stack.DataRecord{}, 0, false, err
 	}

@@ -54,11 +54,18 @@ func openNode(ctx context.Context, n *stack.Node, opts any) (stack.Storage, erro
 	if err != nil {
 		return nil, err
 	}
+	open := func() (*Storage, error) {
+		s, err := Open(path, *o, n.Log)
+		if err == nil {
+			s.node = n.Path
+		}
+		return s, err
+	}
 	if n.Pool == nil {
-		return Open(path, *o, n.Log)
+		return open()
 	}
 	key := "filestorage:" + path
-	res, err := n.Pool.Acquire(key, func() (io.Closer, error) { return Open(path, *o, n.Log) })
+	res, err := n.Pool.Acquire(key, func() (io.Closer, error) { return open() })
 	if err != nil {
 		return nil, err
 	}

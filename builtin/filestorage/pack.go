@@ -25,7 +25,8 @@ import (
 // result is Python's byte for byte, except where Python fails or leaves a
 // dangling reference (see findReachable) and for backpointers written by
 // commits during the pack (see copyRest).
-func (s *Storage) Pack(ctx context.Context, t time.Time, gc bool) error {
+func (s *Storage) Pack(ctx context.Context, t time.Time, gc bool) (err error) {
+	defer stack.WrapOp(&err, s.node, "pack", nil, nil)
 	if s.readOnly {
 		return stack.ErrReadOnly
 	}
@@ -58,7 +59,7 @@ func (s *Storage) Pack(ctx context.Context, t time.Time, gc bool) error {
 	gc = gc && s.opts.PackGC // pack-gc false is the operator's veto
 	log := s.log.WithFields(logrus.Fields{"pack_tid": packTid.String(), "gc": gc})
 	p := &packer{s: s, log: log, packTid: packTid, gc: gc}
-	err := p.run(ctx, end)
+	err = p.run(ctx, end)
 	if err != nil {
 		os.Remove(s.path + ".pack")
 		log.WithError(err).Error("pack failed")

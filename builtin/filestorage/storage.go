@@ -21,7 +21,10 @@ import (
 // published end and publishes its index entries at Finish, so readers never
 // wait for a commit in progress.
 type Storage struct {
-	path     string
+	path string
+	// node names the storage in errors (stack.OpError): the node path of
+	// the section that opened it, or the file's path when opened directly.
+	node     string
 	opts     Options
 	log      logrus.FieldLogger
 	readOnly bool
@@ -44,6 +47,10 @@ type Storage struct {
 	maxOid stack.Oid
 	closed bool
 	broken error // set when a finish failed half-way: no more writes
+	// announced is set by Empty: the last tid watchers were told about.
+	// History committed again up to it is not announced a second time,
+	// as watchers rely on increasing tids.
+	announced stack.Tid
 
 	txnsMu sync.Mutex // see txnIndex
 	txns   txnIndex
@@ -66,7 +73,7 @@ func Open(path string, opts Options, log logrus.FieldLogger) (*Storage, error) {
 	if opts.Packer != "" && !isDefaultPacker(opts.Packer) {
 		return nil, fmt.Errorf("filestorage %s: packer %q is not supported: only the default packer (ZODB.FileStorage.packed.FileStoragePacker) exists in zeoraid", path, opts.Packer)
 	}
-	s := &Storage{path: path, opts: opts, log: log, readOnly: opts.ReadOnly, commitLock: make(chan struct{}, 1), done: make(chan struct{})}
+	s := &Storage{path: path, node: path, opts: opts, log: log, readOnly: opts.ReadOnly, commitLock: make(chan struct{}, 1), done: make(chan struct{})}
 	if !s.readOnly {
 		l, err := lock(path + ".lock")
 		if err != nil {
@@ -289,7 +296,8 @@ func (s *Storage) readable() error {
 func (s *Storage) Path() string { return s.path }
 
 // LoadBefore is ZODB's loadBefore (docs/filestorage.md §3.2).
-func (s *Storage) LoadBefore(ctx context.Context, oid stack.Oid, before stack.Tid) (stack.Revision, error) {
+func (s *Storage) LoadBefore(ctx context.Context, oid stack.Oid, before stack.Tid) (_ stack.Revision, err error) {
+	defer stack.WrapOp(&err, s.node, "loadBefore", &oid, &before)
 	if err := s.readable(); err != nil {
 		return stack.Revision{}, err
 	}
@@ -329,7 +337,8 @@ func (s *Storage) LoadBefore(ctx context.Context, oid stack.Oid, before stack.Ti
 }
 
 // LoadSerial is ZODB's loadSerial (docs/filestorage.md §3.2).
-func (s *Storage) LoadSerial(ctx context.Context, oid stack.Oid, serial stack.Tid) ([]byte, error) {
+func (s *Storage) LoadSerial(ctx context.Context, oid stack.Oid, serial stack.Tid) (_ []byte, err error) {
+	defer stack.WrapOp(&err, s.node, "loadSerial", &oid, &serial)
 	if err := s.readable(); err != nil {
 		return nil, err
 	}
@@ -373,7 +382,8 @@ func (s *Storage) findSerial(oid stack.Oid, serial stack.Tid) (dataHeader, error
 // History is ZODB's history (docs/filestorage.md §3.3): newest first, markers included. Size
 // is the length of the revision's data, as the contract says, also for
 // backpointer records (Python reports 0 for those).
-func (s *Storage) History(ctx context.Context, oid stack.Oid, size int) ([]stack.HistoryEntry, error) {
+func (s *Storage) History(ctx context.Context, oid stack.Oid, size int) (_ []stack.HistoryEntry, err error) {
+	defer stack.WrapOp(&err, s.node, "history", &oid, nil)
 	if err := s.readable(); err != nil {
 		return nil, err
 	}
@@ -414,7 +424,8 @@ func (s *Storage) History(ctx context.Context, oid stack.Oid, size int) ([]stack
 }
 
 // LastTransaction is ZODB's lastTransaction.
-func (s *Storage) LastTransaction(ctx context.Context) (stack.Tid, error) {
+func (s *Storage) LastTransaction(ctx context.Context) (_ stack.Tid, err error) {
+	defer stack.WrapOp(&err, s.node, "lastTransaction", nil, nil)
 	if err := s.readable(); err != nil {
 		return 0, err
 	}
@@ -425,7 +436,8 @@ func (s *Storage) LastTransaction(ctx context.Context) (stack.Tid, error) {
 // NewOIDs hands out oids after the largest oid stored or handed out. As
 // in Python, oids handed out but never stored are not remembered across a
 // restart (nothing in Data.fs can hold them compatibly).
-func (s *Storage) NewOIDs(ctx context.Context, n int) ([]stack.Oid, error) {
+func (s *Storage) NewOIDs(ctx context.Context, n int) (_ []stack.Oid, err error) {
+	defer stack.WrapOp(&err, s.node, "new_oids", nil, nil)
 	if s.readOnly {
 		return nil, stack.ErrReadOnly
 	}
@@ -444,7 +456,8 @@ func (s *Storage) NewOIDs(ctx context.Context, n int) ([]stack.Oid, error) {
 
 // Info reports the path, the number of objects (markers included, as
 // Python's len) and the committed size.
-func (s *Storage) Info(ctx context.Context) (stack.Info, error) {
+func (s *Storage) Info(ctx context.Context) (_ stack.Info, err error) {
+	defer stack.WrapOp(&err, s.node, "get_info", nil, nil)
 	if err := s.readable(); err != nil {
 		return stack.Info{}, err
 	}

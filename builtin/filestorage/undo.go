@@ -19,7 +19,8 @@ func UndoID(tid stack.Tid) []byte {
 
 // UndoLog is ZODB's undoLog: undoable transactions newest first, stopping
 // at the first packed one.
-func (s *Storage) UndoLog(ctx context.Context, first, last int, match func(stack.UndoInfo) bool) ([]stack.UndoInfo, error) {
+func (s *Storage) UndoLog(ctx context.Context, first, last int, match func(stack.UndoInfo) bool) (_ []stack.UndoInfo, err error) {
+	defer stack.WrapOp(&err, s.node, "undoLog", nil, nil)
 	if s.packing.Load() {
 		return nil, &stack.UndoError{Reason: "Undo is currently disabled for database maintenance.<p>"}
 	}
@@ -64,7 +65,8 @@ func (s *Storage) UndoLog(ctx context.Context, first, last int, match func(stack
 
 // Undo is ZODB's transactional undo (docs/filestorage.md §4.4) without conflict resolution: a
 // record whose data changed later cannot be undone.
-func (t *txn) Undo(ctx context.Context, id []byte) ([]stack.Oid, error) {
+func (t *txn) Undo(ctx context.Context, id []byte) (_ []stack.Oid, err error) {
+	defer stack.WrapOp(&err, t.s.node, "undo", nil, &t.tid)
 	if err := t.usable(); err != nil {
 		return nil, err
 	}

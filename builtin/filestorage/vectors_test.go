@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -204,8 +205,8 @@ func TestVectorsBehaviour(t *testing.T) {
 }
 
 func isNotFound(err error) bool {
-	_, ok := err.(*stack.NotFoundError)
-	return ok
+	var nf *stack.NotFoundError
+	return errors.As(err, &nf)
 }
 
 func TestDeleteVector(t *testing.T) {
