@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,10 +40,9 @@ func (c *conn) register(id any, a zeoproto.Args) error {
 	}
 	c.readOnly = readOnly || c.srv.opts.ReadOnly || storageRO
 	c.ms = ms
-	c.log = c.log.WithField("storage", name)
 	tid := ms.register(c)
 	c.reply(id, tid)
-	c.log.WithField("read_only", c.readOnly).Info("client registered")
+	c.log().WithField("read_only", c.readOnly).Info(c.labelled("registered"))
 	return nil
 }
 
@@ -239,27 +239,42 @@ func (c *conn) pack(id any, a zeoproto.Args) error {
 	}
 	ms := c.ms
 	run := func(ctx context.Context) error {
-		c.log.WithField("pack_time", t.Format(time.RFC3339)).Info("packing")
+		c.log().WithField("pack_time", t.Format(time.RFC3339)).Info(c.labelled(fmt.Sprintf("pack(time=%s) started...", pythonNumber(a[0]))))
 		if err := p.Pack(ctx, t, true); err != nil {
-			c.log.WithError(err).Error("pack failed")
+			c.log().WithError(err).Error(c.labelled("pack failed"))
 			return err
 		}
+		c.log().Info(c.labelled(fmt.Sprintf("pack(time=%s) complete", pythonNumber(a[0]))))
 		ms.broadcastInfo(ctx)
 		return nil
 	}
 	if !wait {
 		c.reply(id, nil)
-		go func() { _ = run(c.srv.ctx) }()
+		c.srv.spawn(func() { _ = run(c.srv.ctx) })
 		return nil
 	}
-	go func() {
+	c.srv.spawn(func() {
 		if err := run(c.ctx); err != nil {
 			c.replyErr(id, err)
 			return
 		}
 		c.reply(id, nil)
-	}()
+	})
 	return nil
+}
+
+// pythonNumber writes a number as Python's repr does (a float always has a
+// fraction), so that the pack lines read as runzeo's.
+func pythonNumber(v any) string {
+	f, ok := v.(float64)
+	if !ok {
+		return fmt.Sprint(v)
+	}
+	s := strconv.FormatFloat(f, 'f', -1, 64)
+	if !strings.Contains(s, ".") {
+		s += ".0"
+	}
+	return s
 }
 
 func packTime(v any) (time.Time, error) {
@@ -516,7 +531,7 @@ func (c *conn) undoList(id any, a zeoproto.Args, spec zeoproto.Dict) error {
 		c.reply(id, zeoproto.Tuple{})
 		return nil
 	}
-	go func() {
+	c.srv.spawn(func() {
 		var match func(stack.UndoInfo) bool
 		if spec != nil {
 			match = func(ui stack.UndoInfo) bool { return specMatches(spec, c.srv.undoDict(ui)) }
@@ -531,7 +546,7 @@ func (c *conn) undoList(id any, a zeoproto.Args, spec zeoproto.Dict) error {
 			out = append(out, c.srv.undoDict(ui))
 		}
 		c.reply(id, out)
-	}()
+	})
 	return nil
 }
 
@@ -593,12 +608,14 @@ func (c *conn) ping(id any, a zeoproto.Args) error {
 	return nil
 }
 
+// setClientLabel names the connection in its log lines from now on
+// (docs/protocol.md §4.19); ZEO's ClientStorage sends its client-label
+// option.
 func (c *conn) setClientLabel(a zeoproto.Args) error {
 	label, err := a.String(0)
 	if err != nil {
 		return err
 	}
-	c.label = label
-	c.log = c.log.WithField("client", label)
+	c.label.Store(&label)
 	return nil
 }

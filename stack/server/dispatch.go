@@ -134,14 +134,14 @@ func (c *conn) extension(name string) syncHandler {
 	return func(c *conn, id any, a zeoproto.Args) error {
 		// Management calls may take long (a recovery, a verify): they run on
 		// their own goroutine and reply when done.
-		go func() {
+		c.srv.spawn(func() {
 			r, err := f(c.ctx, []any(a))
 			if err != nil {
 				c.replyErr(id, err)
 				return
 			}
 			c.reply(id, r)
-		}()
+		})
 		return nil
 	}
 }

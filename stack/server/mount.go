@@ -131,7 +131,7 @@ func (ms *mountState) watch() {
 			ms.vis.Unlock()
 			ms.log.WithField("tid", ev.Tid.String()).Warn("storage history reset: disconnecting its clients so they drop their caches")
 			for _, c := range conns {
-				go c.close("storage reset: caches must be dropped")
+				c.close("storage reset: caches must be dropped")
 			}
 			continue
 		}
@@ -164,12 +164,20 @@ func (ms *mountState) pushQueue(e invalEntry) {
 
 // waitProcessed blocks until the fan-out of tid is done, or ctx ends.
 func (ms *mountState) waitProcessed(ctx context.Context, tid stack.Tid) error {
+	// The wake-up runs on a goroutine of its own if ctx ends: Shutdown
+	// counts it from now, and it is uncounted if stopped before it ran.
+	ms.srv.wg.Add(1)
 	stop := context.AfterFunc(ctx, func() {
+		defer ms.srv.wg.Done()
 		ms.mu.Lock()
 		ms.cond.Broadcast()
 		ms.mu.Unlock()
 	})
-	defer stop()
+	defer func() {
+		if stop() {
+			ms.srv.wg.Done()
+		}
+	}()
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	for ms.lastTid < tid {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"github.com/zeoraid/zeoraid/stack"
+	"github.com/zeoraid/zeoraid/stack/eventlog"
 	"github.com/zeoraid/zeoraid/stack/zeoproto"
 )
 
@@ -51,7 +52,11 @@ type Server struct {
 	names     []string
 	listeners []net.Listener
 	conns     map[*conn]struct{}
-	wg        sync.WaitGroup
+
+	// wg counts every goroutine the server starts (spawn) but the mounts'
+	// watchers, which close stops; Shutdown waits for it.
+	wg           sync.WaitGroup
+	mountsClosed sync.Once
 }
 
 // New returns a server for mounts (by storage name).
@@ -105,7 +110,7 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 	s.listeners = append(s.listeners, l)
 	s.mu.Unlock()
-	s.log.WithField("address", l.Addr().String()).Info("listening")
+	s.log.WithField(eventlog.LoggerField, asyncioServerLogger).Info("listening on " + l.Addr().String())
 	for {
 		nc, err := l.Accept()
 		if err != nil {
@@ -127,13 +132,23 @@ func (s *Server) Serve(l net.Listener) error {
 			return nil
 		}
 		s.conns[c] = struct{}{}
-		s.wg.Add(1)
+		// Under mu and before the context is cancelled: Shutdown has not
+		// begun to wait.
+		s.spawn(c.serve)
 		s.mu.Unlock()
-		go func() {
-			defer s.wg.Done()
-			c.serve()
-		}()
 	}
+}
+
+// spawn runs f on a goroutine that Shutdown waits for. It is called only
+// from a goroutine spawn started, or by Serve before Shutdown cancels the
+// server, so Shutdown's wait never starts from a count of zero while more
+// may be added.
+func (s *Server) spawn(f func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
 }
 
 func (s *Server) forget(c *conn) {
@@ -143,9 +158,13 @@ func (s *Server) forget(c *conn) {
 }
 
 // Shutdown stops accepting, lets transactions that are committing finish
-// (until ctx ends), closes every connection (aborting open transactions)
-// and stops the mounts' watchers. It does not close the storages: their
-// owner does.
+// (until ctx ends), closes every connection (aborting open transactions),
+// cancels the calls still running (pack, undo logs, extension calls),
+// waits until every goroutine the server started has ended, and stops the
+// mounts' watchers. When ctx ends first, it stops the watchers all the same
+// and returns an error wrapping ctx's, with some goroutines still running;
+// calling Shutdown again waits for them. It does not close the storages:
+// their owner does, once Shutdown returned nil.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing.Store(true)
 	s.mu.Lock()
@@ -172,11 +191,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, c := range conns {
 		c.close("server shutting down")
 	}
-	s.wg.Wait()
-	for _, name := range s.names {
-		s.mounts[name].close()
+	ended := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(ended)
+	}()
+	var err error
+	select {
+	case <-ended:
+	case <-ctx.Done():
+		err = fmt.Errorf("shutdown: connections or calls are still running: %w", ctx.Err())
 	}
-	return nil
+	s.mountsClosed.Do(func() {
+		for _, name := range s.names {
+			s.mounts[name].close()
+		}
+	})
+	return err
 }
 
 func (s *Server) mount(name string) *mountState {

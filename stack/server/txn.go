@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,7 +32,6 @@ type txnBuffer struct {
 	// resolve; the lock is kept for the resolved stores and the next vote.
 	resolving bool
 	timeout   *time.Timer
-	tempDirs  []string
 }
 
 type opKind int
@@ -43,7 +43,6 @@ const (
 	opDelete
 	opUndo
 	opBlobStore
-	opBlobRestore
 )
 
 // txnOp is one buffered operation.
@@ -141,7 +140,7 @@ func (c *conn) buffer(id any, op txnOp) error {
 	if c.tx.voting || (c.tx.locked && !c.tx.resolving) {
 		return fmt.Errorf("%w: operation after vote", stack.ErrTxnState)
 	}
-	if op.kind == opBlobStore || op.kind == opBlobRestore {
+	if op.kind == opBlobStore {
 		c.tx.blobOps = append(c.tx.blobOps, op)
 	} else {
 		c.tx.ops = append(c.tx.ops, op)
@@ -360,17 +359,17 @@ func (c *conn) vote(id any, a zeoproto.Args) error {
 	if tx.resolving {
 		// The re-vote after conflict resolution: the lock is still held.
 		tx.resolving = false
-		go func() {
+		c.srv.spawn(func() {
 			c.txMu.Lock()
 			defer c.txMu.Unlock()
 			c.finishVote(id, tx)
-		}()
+		})
 		c.txMu.Unlock()
 		return nil
 	}
 	c.txMu.Unlock()
 
-	go func() {
+	c.srv.spawn(func() {
 		c.ms.count(func(s *stats) { s.waiting++ })
 		err := c.ms.mount.LockCommit(c.ctx)
 		c.ms.count(func(s *stats) { s.waiting-- })
@@ -388,13 +387,18 @@ func (c *conn) vote(id any, a zeoproto.Args) error {
 		tx.locked = true
 		c.ms.count(func(s *stats) { s.lockTime = time.Now() })
 		if d := c.srv.opts.TransactionTimeout; d > 0 {
+			// The timer's goroutine is counted from now; releaseLock
+			// uncounts it if it stops the timer before it fired.
+			c.srv.wg.Add(1)
 			tx.timeout = time.AfterFunc(d, func() {
-				c.log.WithField("seconds", d.Seconds()).Error("Transaction timeout after holding the commit lock; closing the connection")
+				defer c.srv.wg.Done()
+				secs := strconv.FormatFloat(d.Seconds(), 'f', -1, 64)
+				c.log().Log(levelCritical, c.labelled("Transaction timeout after "+secs+" seconds"))
 				c.close("transaction timeout")
 			})
 		}
 		c.finishVote(id, tx)
-	}()
+	})
 	return nil
 }
 
@@ -536,7 +540,9 @@ func (c *conn) runVote(tx *txnBuffer) ([]any, error) {
 // releaseLock gives the commit lock back and stops the timeout.
 func (c *conn) releaseLock(tx *txnBuffer) {
 	if tx.timeout != nil {
-		tx.timeout.Stop()
+		if tx.timeout.Stop() {
+			c.srv.wg.Done() // it will not run
+		}
 		tx.timeout = nil
 	}
 	if tx.locked {
@@ -582,7 +588,7 @@ func (c *conn) tpcFinish(id any, a zeoproto.Args) error {
 	ms.mu.Unlock()
 	if err == nil {
 		if werr := ms.waitProcessed(c.ctx, tid); werr != nil {
-			c.log.WithError(werr).Warn("committer left before its invalidations were sent")
+			c.log().WithError(werr).Warn(c.labelled("committer left before its invalidations were sent"))
 		}
 	}
 	ms.mu.Lock()
@@ -591,7 +597,7 @@ func (c *conn) tpcFinish(id any, a zeoproto.Args) error {
 	ms.mu.Unlock()
 	if err != nil {
 		c.endTxn(tx)
-		c.log.WithError(err).Error("tpc_finish failed")
+		c.log().WithError(err).Error(c.labelled("tpc_finish failed"))
 		return err
 	}
 	ms.count(func(s *stats) { s.commits++ })
@@ -646,7 +652,7 @@ func (c *conn) abortTxn(ctx context.Context) {
 	}
 	if tx.stxn != nil {
 		if err := tx.stxn.Abort(context.WithoutCancel(ctx)); err != nil {
-			c.log.WithError(err).Warn("tpc_abort failed")
+			c.log().WithError(err).Warn(c.labelled("tpc_abort failed"))
 		}
 		tx.stxn = nil
 	} else {
