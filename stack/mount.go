@@ -45,16 +45,6 @@ func (m *Mount) LockCommit(ctx context.Context) error {
 	}
 }
 
-// TryLockCommit takes the commit lock if it is free.
-func (m *Mount) TryLockCommit() bool {
-	select {
-	case m.commit <- struct{}{}:
-		return true
-	default:
-		return false
-	}
-}
-
 // UnlockCommit releases the commit lock.
 func (m *Mount) UnlockCommit() { <-m.commit }
 
