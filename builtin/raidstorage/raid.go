@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"reflect"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -211,6 +213,9 @@ func Open(ctx context.Context, cfg Config) (*Storage, error) {
 		if !caps.Restore {
 			return nil, fmt.Errorf("child %q cannot be a mirror: it does not accept the RAID's tids (no restore capability)", c.name)
 		}
+		if err := unimplemented(c); err != nil {
+			return nil, err
+		}
 		if caps.Blobs {
 			blobs++
 		}
@@ -241,8 +246,58 @@ func Open(ctx context.Context, cfg Config) (*Storage, error) {
 		r.bg.Add(1)
 		go r.autoRecover()
 	}
-	r.log.WithFields(logrus.Fields{"status": r.Status(), "tid": r.last.Hex()}).Info("RAID opened")
+	r.log.WithFields(logrus.Fields{"status": r.Status(), "tid": r.last.String()}).Info("RAID opened")
 	return r, nil
+}
+
+// capabilityError is the failure of a child that reports a capability its
+// storage or its transaction does not implement: a bug of that child,
+// which the RAID degrades rather than panic on.
+type capabilityError struct {
+	child string
+	iface string // the interface missing, as stack.RestoreTxn
+}
+
+func (e *capabilityError) Error() string {
+	return fmt.Sprintf("child %q reports a capability it does not implement: no %s", e.child, e.iface)
+}
+
+// implements returns v (c's storage or transaction) as T, or a
+// *capabilityError naming c and T.
+func implements[T any](c *child, v any) (T, error) {
+	t, ok := v.(T)
+	if !ok {
+		return t, &capabilityError{child: c.name, iface: reflect.TypeFor[T]().String()}
+	}
+	return t, nil
+}
+
+// unimplemented checks that c's storage implements the interface of every
+// capability it reports (its transactions can only be checked as they
+// come).
+func unimplemented(c *child) error {
+	caps := c.st.Capabilities()
+	var missing []string
+	check := func(reported bool, err error) {
+		var ce *capabilityError
+		if reported && errors.As(err, &ce) {
+			missing = append(missing, ce.iface)
+		}
+	}
+	_, err := implements[stack.Iterator](c, c.st)
+	check(caps.Iterate, err)
+	_, err = implements[stack.RecordIterator](c, c.st)
+	check(caps.RecordIter, err)
+	_, err = implements[stack.Undoer](c, c.st)
+	check(caps.Undo, err)
+	_, err = implements[stack.Packer](c, c.st)
+	check(caps.Pack, err)
+	_, err = implements[stack.Blobber](c, c.st)
+	check(caps.Blobs, err)
+	if len(missing) > 0 {
+		return &capabilityError{child: c.name, iface: strings.Join(missing, ", ")}
+	}
+	return nil
 }
 
 // intersectCaps reports what every child supports; the RAID is read-only
@@ -349,7 +404,10 @@ func (r *Storage) start(ctx context.Context, lasts []stack.Tid, errs []error) {
 
 // txnSignature iterates transaction tid on c and returns its signature.
 func (r *Storage) txnSignature(ctx context.Context, c *child, tid stack.Tid) (string, error) {
-	it, _ := stack.AsIterator(c.st)
+	it, err := implements[stack.Iterator](c, c.st)
+	if err != nil {
+		return "", err
+	}
 	cctx, cancel := r.callCtx(ctx)
 	defer cancel()
 	ti, err := it.Iterate(cctx, tid, tid)
@@ -591,7 +649,7 @@ func (r *Storage) pick(tried map[*child]bool) *child {
 
 // read runs f on one optimal child; on a failure it degrades that child
 // and runs f again on another, until one answers or none is left.
-func (r *Storage) read(ctx context.Context, op string, f func(ctx context.Context, s stack.Storage) error) error {
+func (r *Storage) read(ctx context.Context, op string, f func(ctx context.Context, c *child) error) error {
 	if err := r.usable(op); err != nil {
 		return err
 	}
@@ -604,7 +662,7 @@ func (r *Storage) read(ctx context.Context, op string, f func(ctx context.Contex
 		tried[c] = true
 		cctx, cancel := r.callCtx(ctx)
 		begin := time.Now()
-		err := f(cctx, c.st)
+		err := f(cctx, c)
 		cancel()
 		c.observe(time.Since(begin))
 		if r.failed(ctx, c, op, err) {
@@ -627,8 +685,8 @@ func (r *Storage) visible() stack.Tid {
 // LoadBefore implements stack.Storage on one optimal child, with failover.
 func (r *Storage) LoadBefore(ctx context.Context, oid stack.Oid, before stack.Tid) (rev stack.Revision, err error) {
 	lim := r.visible()
-	err = r.read(ctx, "loadBefore", func(ctx context.Context, s stack.Storage) error {
-		rev, err = s.LoadBefore(ctx, oid, min(before, lim))
+	err = r.read(ctx, "loadBefore", func(ctx context.Context, c *child) error {
+		rev, err = c.st.LoadBefore(ctx, oid, min(before, lim))
 		return err
 	})
 	if rev.NextSerial >= lim {
@@ -639,8 +697,8 @@ func (r *Storage) LoadBefore(ctx context.Context, oid stack.Oid, before stack.Ti
 
 // LoadSerial implements stack.Storage on one optimal child, with failover.
 func (r *Storage) LoadSerial(ctx context.Context, oid stack.Oid, serial stack.Tid) (data []byte, err error) {
-	err = r.read(ctx, "loadSerial", func(ctx context.Context, s stack.Storage) error {
-		data, err = s.LoadSerial(ctx, oid, serial)
+	err = r.read(ctx, "loadSerial", func(ctx context.Context, c *child) error {
+		data, err = c.st.LoadSerial(ctx, oid, serial)
 		return err
 	})
 	return data, err
@@ -649,8 +707,8 @@ func (r *Storage) LoadSerial(ctx context.Context, oid stack.Oid, serial stack.Ti
 // History implements stack.Storage on one optimal child, with failover.
 func (r *Storage) History(ctx context.Context, oid stack.Oid, size int) (h []stack.HistoryEntry, err error) {
 	lim := r.visible()
-	err = r.read(ctx, "history", func(ctx context.Context, s stack.Storage) error {
-		h, err = s.History(ctx, oid, size)
+	err = r.read(ctx, "history", func(ctx context.Context, c *child) error {
+		h, err = c.st.History(ctx, oid, size)
 		return err
 	})
 	for len(h) > 0 && h[0].Tid >= lim {
@@ -699,8 +757,8 @@ func (r *Storage) Unwatch(ch chan<- stack.Event) { r.notifier.Unwatch(ch) }
 // size unknown), so that a failed RAID can still be registered with and
 // managed (zeoraid ctl asks get_info before raid_status).
 func (r *Storage) Info(ctx context.Context) (info stack.Info, err error) {
-	err = r.read(ctx, "getInfo", func(ctx context.Context, s stack.Storage) error {
-		info, err = s.Info(ctx)
+	err = r.read(ctx, "getInfo", func(ctx context.Context, c *child) error {
+		info, err = c.st.Info(ctx)
 		return err
 	})
 	if errors.Is(err, errNoChild) {
@@ -813,8 +871,11 @@ type iterator struct {
 }
 
 func (it *iterator) open(ctx context.Context) error {
-	return it.r.read(ctx, "iterator", func(cctx context.Context, s stack.Storage) error {
-		i, _ := s.(stack.Iterator)
+	return it.r.read(ctx, "iterator", func(cctx context.Context, c *child) error {
+		i, err := implements[stack.Iterator](c, c.st)
+		if err != nil {
+			return err
+		}
 		// The iterator outlives this call: it gets ctx, not the bounded one.
 		if err := cctx.Err(); err != nil {
 			return err
@@ -823,12 +884,7 @@ func (it *iterator) open(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		it.ti = ti
-		for _, c := range it.r.children {
-			if c.st == s {
-				it.c = c
-			}
-		}
+		it.ti, it.c = ti, c
 		return nil
 	})
 }
@@ -868,8 +924,11 @@ func (r *Storage) RecordIterNext(ctx context.Context, from stack.Oid) (rec stack
 	if !r.caps.RecordIter {
 		return rec, 0, false, stack.ErrNotSupported
 	}
-	err = r.read(ctx, "record_iternext", func(ctx context.Context, s stack.Storage) error {
-		ri, _ := s.(stack.RecordIterator)
+	err = r.read(ctx, "record_iternext", func(ctx context.Context, c *child) error {
+		ri, err := implements[stack.RecordIterator](c, c.st)
+		if err != nil {
+			return err
+		}
 		rec, next, more, err = ri.RecordIterNext(ctx, from)
 		return err
 	})
@@ -881,8 +940,11 @@ func (r *Storage) UndoLog(ctx context.Context, first, last int, match func(stack
 	if !r.caps.Undo {
 		return nil, stack.ErrNotSupported
 	}
-	err = r.read(ctx, "undoLog", func(ctx context.Context, s stack.Storage) error {
-		u, _ := s.(stack.Undoer)
+	err = r.read(ctx, "undoLog", func(ctx context.Context, c *child) error {
+		u, err := implements[stack.Undoer](c, c.st)
+		if err != nil {
+			return err
+		}
 		log, err = u.UndoLog(ctx, first, last, match)
 		return err
 	})
@@ -894,8 +956,11 @@ func (r *Storage) LoadBlob(ctx context.Context, oid stack.Oid, serial stack.Tid)
 	if !r.caps.Blobs {
 		return "", stack.ErrNotSupported
 	}
-	err = r.read(ctx, "loadBlob", func(ctx context.Context, s stack.Storage) error {
-		b, _ := s.(stack.Blobber)
+	err = r.read(ctx, "loadBlob", func(ctx context.Context, c *child) error {
+		b, err := implements[stack.Blobber](c, c.st)
+		if err != nil {
+			return err
+		}
 		path, err = b.LoadBlob(ctx, oid, serial)
 		return err
 	})
@@ -909,7 +974,10 @@ func (r *Storage) BlobTempDir() string {
 	if !r.caps.Blobs {
 		return ""
 	}
-	b, _ := r.children[0].st.(stack.Blobber)
+	b, ok := r.children[0].st.(stack.Blobber)
+	if !ok {
+		return "" // Open refuses such a child
+	}
 	return b.BlobTempDir()
 }
 
@@ -939,8 +1007,11 @@ func (r *Storage) Pack(ctx context.Context, t time.Time, gc bool) error {
 	}()
 	errs := make([]error, len(cs))
 	r.parallel(cs, func(i int, c *child) {
-		p, _ := c.st.(stack.Packer)
-		errs[i] = p.Pack(ctx, t, gc)
+		p, err := implements[stack.Packer](c, c.st)
+		if err == nil {
+			err = p.Pack(ctx, t, gc)
+		}
+		errs[i] = err
 	})
 	var rest []*child
 	var sigs []string

@@ -168,12 +168,18 @@ func (r *Storage) recoverChild(rec *recovery, log logrus.FieldLogger) error {
 	if missing := missingCaps(rec.target.st.Capabilities(), r.caps); missing != "" {
 		return fmt.Errorf("%q cannot be a mirror of this RAID: it has no %s support", rec.target.name, missing)
 	}
+	if err := unimplemented(rec.target); err != nil {
+		return err
+	}
 	if _, ok := stack.AsIterator(rec.target.st); !ok {
 		return fmt.Errorf("%q cannot be iterated", rec.target.name)
 	}
 	if rec.rebuild {
 		cctx, cancel := r.callCtx(ctx)
-		err := rec.target.st.(Emptier).Empty(cctx)
+		e, err := implements[Emptier](rec.target, rec.target.st)
+		if err == nil {
+			err = e.Empty(cctx)
+		}
 		cancel()
 		if err != nil {
 			return fmt.Errorf("empty: %w", err)
@@ -189,7 +195,7 @@ func (r *Storage) recoverChild(rec *recovery, log logrus.FieldLogger) error {
 	r.mu.Lock()
 	rec.phase, rec.tid, rec.startTid = PhaseCopy, common, common
 	r.mu.Unlock()
-	log.WithField("tid", common.Hex()).Info("recovery: histories agree up to here; copying the rest")
+	log.WithField("tid", common.String()).Info("recovery: histories agree up to here; copying the rest")
 	for pass := 1; ; pass++ {
 		before := r.commitCount()
 		if err := r.copyFrom(ctx, rec, log); err != nil {
@@ -427,9 +433,9 @@ func (r *Storage) copyTxn(ctx context.Context, rec *recovery, tr stack.TxnRecord
 	if err := call(func(ctx context.Context) (err error) { txn, err = target.st.Begin(ctx, meta); return err }); err != nil {
 		return fail("tpc_begin", err)
 	}
-	rt, ok := txn.(stack.RestoreTxn)
-	if !ok {
-		return fail("restore", stack.ErrNotSupported)
+	rt, err := implements[stack.RestoreTxn](target, txn)
+	if err != nil {
+		return fail("restore", err)
 	}
 	srcBlobs, blobs := stack.AsBlobber(rec.source.st)
 	var size int64
@@ -447,12 +453,16 @@ func (r *Storage) copyTxn(ctx context.Context, rec *recovery, tr stack.TxnRecord
 		}
 		var err error
 		if blob != "" {
-			staged, serr := stageBlob(blob, target.st)
+			bt, berr := implements[stack.BlobTxn](target, txn)
+			if berr != nil {
+				return fail("restoreBlob", berr)
+			}
+			staged, serr := stageBlob(blob, target)
 			if serr != nil {
 				return fail("restoreBlob", serr)
 			}
 			err = call(func(ctx context.Context) error {
-				return txn.(stack.BlobTxn).RestoreBlob(ctx, d.Oid, d.Data, staged, d.DataTxn)
+				return bt.RestoreBlob(ctx, d.Oid, d.Data, staged, d.DataTxn)
 			})
 		} else {
 			err = call(func(ctx context.Context) error { return rt.Restore(ctx, d.Oid, d.Data, d.DataTxn) })
@@ -486,7 +496,7 @@ func (r *Storage) progress(rec *recovery, tid stack.Tid, size int64, log logrus.
 	rec.target.last = tid
 	if d := int(rec.fraction(r.last) * 10); d > rec.decile && d < 10 {
 		rec.decile = d
-		log.WithFields(logrus.Fields{"percent": d * 10, "copied": rec.copied, "bytes": rec.bytes, "tid": tid.Hex()}).Info("recovery progress")
+		log.WithFields(logrus.Fields{"percent": d * 10, "copied": rec.copied, "bytes": rec.bytes, "tid": tid.String()}).Info("recovery progress")
 	}
 	now := time.Now()
 	dt := now.Sub(rec.sampleAt).Seconds()

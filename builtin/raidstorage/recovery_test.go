@@ -91,7 +91,7 @@ func TestRecoverBrieflyAbsentChild(t *testing.T) {
 	}
 }
 
-func TestRecoverDivergedChildRefused(t *testing.T) {
+func TestRecoverDivergedChildNeedsRebuild(t *testing.T) {
 	ctx := ctxT(t)
 	a, b := mapping(), mapping()
 	t1 := preload(t, 3, a, b)
@@ -109,6 +109,26 @@ func TestRecoverDivergedChildRefused(t *testing.T) {
 	}
 	waitState(t, r, "2", raidstorage.Degraded)
 	wantState(t, r, "2", raidstorage.Degraded, "recovery failed: diverged at "+bad.String())
+	// A rebuild starts the child over empty and copies everything.
+	if err := r.Recover("2", true); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, r, "2", raidstorage.Optimal)
+	identical(t, t1+20, a, b)
+}
+
+// restoreOnly is a child with no optional interface but restore: it
+// cannot be emptied.
+type restoreOnly struct{ stack.Storage }
+
+func (restoreOnly) Capabilities() stack.Capabilities { return stack.Capabilities{Restore: true} }
+
+// A child that cannot be emptied (a remote server) is refused a rebuild.
+func TestRebuildNeedsAnEmptier(t *testing.T) {
+	a, b := mapping(), mapping()
+	preload(t, 2, a)
+	r, _ := newRAID(t, opts(), a, restoreOnly{b})
+	wantState(t, r, "2", raidstorage.Degraded, raidstorage.ReasonMissing)
 	if err := r.Recover("2", true); err == nil || !strings.Contains(err.Error(), "cannot be emptied") {
 		t.Fatalf("rebuild of a child that cannot be emptied: %v", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -264,7 +265,7 @@ func (t *txn) Vote(ctx context.Context) ([]stack.Oid, error) {
 	}
 	if len(rest) == 0 {
 		t.release()
-		return nil, &stack.OpError{Node: r.path, Op: "tpc_vote", Err: errNoChild}
+		return nil, &stack.OpError{Node: r.path, Op: "tpc_vote", Err: noChildLeft(t.parts)}
 	}
 	win := majority(sigs)
 	var yes []*part
@@ -398,23 +399,40 @@ func (t *txn) run(ctx context.Context, c *child) *part {
 		case opRestore:
 			name = "restore"
 			f = func(ctx context.Context) error {
-				return p.txn.(stack.RestoreTxn).Restore(ctx, op.oid, op.data, op.prevTxn)
+				rt, err := implements[stack.RestoreTxn](c, p.txn)
+				if err != nil {
+					return err
+				}
+				return rt.Restore(ctx, op.oid, op.data, op.prevTxn)
 			}
 		case opDelete:
 			name = "deleteObject"
-			f = func(ctx context.Context) error { return p.txn.(stack.DeleteTxn).Delete(ctx, op.oid, op.serial) }
+			f = func(ctx context.Context) error {
+				dt, err := implements[stack.DeleteTxn](c, p.txn)
+				if err != nil {
+					return err
+				}
+				return dt.Delete(ctx, op.oid, op.serial)
+			}
 		case opUndo:
 			name = "undo"
 			f = func(ctx context.Context) error {
-				oids, err := p.txn.(stack.UndoTxn).Undo(ctx, op.undoID)
+				ut, err := implements[stack.UndoTxn](c, p.txn)
+				if err != nil {
+					return err
+				}
+				oids, err := ut.Undo(ctx, op.undoID)
 				p.undone = append(p.undone, oids...)
 				return err
 			}
 		case opStoreBlob, opRestoreBlob:
 			name = "storeBlob"
 			f = func(ctx context.Context) error {
-				bt := p.txn.(stack.BlobTxn)
-				staged, err := stageBlob(op.blob, c.st)
+				bt, err := implements[stack.BlobTxn](c, p.txn)
+				if err != nil {
+					return err
+				}
+				staged, err := stageBlob(op.blob, c)
 				if err != nil {
 					return err
 				}
@@ -452,12 +470,12 @@ func (t *txn) run(ctx context.Context, c *child) *part {
 	return p
 }
 
-// stageBlob gives the child s its own copy of the staged file at path, in
+// stageBlob gives the child c its own copy of the staged file at path, in
 // its blob staging directory: a hard link when possible, else a copy.
-func stageBlob(path string, s stack.Storage) (string, error) {
-	b, ok := s.(stack.Blobber)
-	if !ok {
-		return "", stack.ErrNotSupported
+func stageBlob(path string, c *child) (string, error) {
+	b, err := implements[stack.Blobber](c, c.st)
+	if err != nil {
+		return "", err
 	}
 	dst, err := os.CreateTemp(b.BlobTempDir(), "raid-*.blob")
 	if err != nil {
@@ -505,7 +523,7 @@ func (t *txn) abortParts(ps []*part) {
 			ctx, cancel := t.r.callCtx(context.Background())
 			defer cancel()
 			if err := p.txn.Abort(ctx); err != nil {
-				t.r.log.WithFields(logrus.Fields{"child": p.c.name, "tid": t.tid.Hex()}).WithError(err).Warn("tpc_abort failed")
+				t.r.log.WithFields(logrus.Fields{"child": p.c.name, "tid": t.tid.String()}).WithError(err).Warn("tpc_abort failed")
 			}
 		}()
 	}
@@ -570,7 +588,7 @@ func (t *txn) Finish(ctx context.Context) (stack.Tid, error) {
 		}
 	}
 	if err := r.notifier.Publish(stack.Event{Tid: t.tid, Oids: t.oids}); err != nil {
-		r.log.WithError(err).WithField("tid", t.tid.Hex()).Error("invalidation not published")
+		r.log.WithError(err).WithField("tid", t.tid.String()).Error("invalidation not published")
 	}
 	r.mu.Unlock()
 	if done < r.opts.WriteQuorum {
@@ -578,6 +596,20 @@ func (t *txn) Finish(ctx context.Context) (stack.Tid, error) {
 			Err: fmt.Errorf("only %d children finished, write-quorum %d", done, r.opts.WriteQuorum)}
 	}
 	return t.tid, nil
+}
+
+// noChildLeft is errNoChild with the failure of every part that voted.
+func noChildLeft(ps []*part) error {
+	why := make([]string, 0, len(ps))
+	for _, p := range ps {
+		if p.err != nil {
+			why = append(why, fmt.Sprintf("%s: %s failed: %v", p.c.name, p.op, p.err))
+		}
+	}
+	if len(why) == 0 {
+		return errNoChild
+	}
+	return fmt.Errorf("%w (%s)", errNoChild, strings.Join(why, "; "))
 }
 
 func childrenOf(ps []*part) []*child {
