@@ -201,7 +201,7 @@ func ctlCommand(rc *raidConn, cmd string, pos []string, opts map[string]bool, st
 			length, _ := rc.info.Get("length")
 			size, _ := rc.info.Get("size")
 			name, _ := rc.info.Get("name")
-			fmt.Fprintf(stdout, "reachable (not a RAID): storage %q, last transaction %s, %v objects, %v bytes\n", fmt.Sprint(name), rc.last.Hex(), length, size)
+			fmt.Fprintf(stdout, "reachable (not a RAID): storage %q, last transaction %s, %v objects, %v bytes\n", fmt.Sprint(name), rc.last.String(), length, size)
 			return exitOK, nil
 		}
 		s, err := rc.call("raid_status")

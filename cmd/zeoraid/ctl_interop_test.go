@@ -13,7 +13,7 @@ import (
 func TestCtlStatusOfPlainRunzeo(t *testing.T) {
 	addr := pyenv.StartRunzeo(t, pyenv.RunzeoOptions{}).Addr
 	out, code := ctl(t, addr, "status")
-	if code != 0 || !strings.Contains(out, "reachable (not a RAID)") || !strings.Contains(out, "last transaction 0000000000000000") {
+	if code != 0 || !strings.Contains(out, "reachable (not a RAID)") || !strings.Contains(out, "last transaction 0x0000000000000000") {
 		t.Fatalf("exit %d, output %q", code, out)
 	}
 	out, code = ctl(t, addr, "details")
