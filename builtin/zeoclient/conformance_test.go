@@ -32,46 +32,6 @@ func (n noPack) Capabilities() stack.Capabilities {
 // what Capabilities hides does not work.
 func (n noPack) Pack(context.Context, time.Time, bool) error { return stack.ErrNotSupported }
 
-// suiteStorages is how many fresh storages one run of the suite opens,
-// with room to spare.
-const suiteStorages = 60
-
-// TestConformanceRunzeo runs the storage suite through a <zeoclient> on
-// Python runzeo serving FileStorages with blobs, pickle (Z5) and msgpack
-// (M5). runzeo runs with client-conflict-resolution, so that vote reports
-// every conflict with its data, as the contract asks; the typed-error path
-// of a default server is tested in TestConflictServerSide.
-func TestConformanceRunzeo(t *testing.T) {
-	for _, proto := range []struct {
-		name    string
-		msgpack bool
-	}{{"Z5", false}, {"M5", true}} {
-		t.Run(proto.name, func(t *testing.T) {
-			srv := startRunzeo(t, runzeoOpts{msgpack: proto.msgpack, storages: suiteStorages, clientConflicts: true})
-			storagetest.Run(t, storagetest.Harness{
-				Open: func(t testing.TB) stack.Storage {
-					name := srv.storage(t)
-					o := options(t, name, srv.addr)
-					o.BlobDir = zconfig.ExistingDirPath(t.TempDir())
-					return noPack{openNoCleanup(t, o)}
-				},
-				Reopen: func(t testing.TB, s stack.Storage) stack.Storage {
-					o := options(t, s.(noPack).Options().Storage, srv.addr)
-					o.BlobDir = zconfig.ExistingDirPath(t.TempDir())
-					return noPack{openNoCleanup(t, o)}
-				},
-				ReadOnly: func(t testing.TB, s stack.Storage) stack.Storage {
-					o := options(t, s.(noPack).Options().Storage, srv.addr)
-					o.BlobDir = zconfig.ExistingDirPath(t.TempDir())
-					o.ReadOnly = true
-					return noPack{openNoCleanup(t, o)}
-				},
-				Oracle: func(testing.TB) stack.Storage { return mappingstorage.New("oracle", quiet()) },
-			})
-		})
-	}
-}
-
 // zeoclientOpen opens a node with a short wait, for failures.
 func zeoclientOpen(t testing.TB, o zeoclient.Options) (*zeoclient.Storage, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)

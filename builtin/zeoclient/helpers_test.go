@@ -1,16 +1,11 @@
 package zeoclient_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,7 +13,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/zeoraid/zeoraid/builtin/zeoclient"
-	"github.com/zeoraid/zeoraid/interop/pyenv"
 	"github.com/zeoraid/zeoraid/stack"
 	"github.com/zeoraid/zeoraid/zconfig"
 )
@@ -32,161 +26,6 @@ func quiet() logrus.FieldLogger {
 		log.SetLevel(logrus.InfoLevel)
 	}
 	return log
-}
-
-// runzeo is a real Python ZEO server (python -m ZEO.runzeo -C conf)
-// serving FileStorages with blobs named s1, s2, …, sN.
-type runzeo struct {
-	t       testing.TB
-	py      string
-	dir     string
-	conf    string
-	addr    string
-	msgpack bool
-
-	mu     sync.Mutex
-	next   int
-	n      int
-	cmd    *exec.Cmd
-	exited chan struct{}
-	logs   *lockedBuffer
-}
-
-type runzeoOpts struct {
-	msgpack bool
-	// storages is how many FileStorages to serve (default 1).
-	storages int
-	// clientConflicts sets client-conflict-resolution, so vote returns
-	// every conflict as a dict (as zeoraid's server does).
-	clientConflicts bool
-	// invalidationQueue sets invalidation-queue-size (0: default).
-	invalidationQueue int
-}
-
-// startRunzeo writes the configuration and starts the server; it is
-// killed at the end of the test.
-func startRunzeo(t testing.TB, o runzeoOpts) *runzeo {
-	t.Helper()
-	if o.storages == 0 {
-		o.storages = 1
-	}
-	r := &runzeo{t: t, py: pyenv.Python(t), dir: t.TempDir(), msgpack: o.msgpack, n: o.storages}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.addr = l.Addr().String()
-	l.Close()
-	var b strings.Builder
-	fmt.Fprintf(&b, "<zeo>\n  address %s\n", r.addr)
-	if o.clientConflicts {
-		b.WriteString("  client-conflict-resolution true\n")
-	}
-	if o.invalidationQueue > 0 {
-		fmt.Fprintf(&b, "  invalidation-queue-size %d\n", o.invalidationQueue)
-	}
-	b.WriteString("</zeo>\n")
-	for i := 1; i <= o.storages; i++ {
-		d := filepath.Join(r.dir, fmt.Sprintf("s%d", i))
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(&b, "<filestorage s%d>\n  path %s\n  blob-dir %s\n</filestorage>\n", i, filepath.Join(d, "Data.fs"), filepath.Join(d, "blobs"))
-	}
-	r.conf = filepath.Join(r.dir, "zeo.conf")
-	if err := os.WriteFile(r.conf, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	r.start()
-	t.Cleanup(func() {
-		r.kill()
-		if t.Failed() {
-			t.Logf("runzeo output:\n%s", r.logs.String())
-		}
-	})
-	return r
-}
-
-// blobDir is the server's blob directory of storage sN.
-func (r *runzeo) blobDir(name string) string { return filepath.Join(r.dir, name, "blobs") }
-
-// start runs the server and waits until it accepts connections.
-func (r *runzeo) start() {
-	r.t.Helper()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	cmd := exec.Command(r.py, "-m", "ZEO.runzeo", "-C", r.conf)
-	cmd.Env = append(os.Environ(), "ZEO_MSGPACK=")
-	if r.msgpack {
-		cmd.Env = append(os.Environ(), "ZEO_MSGPACK=1")
-	}
-	if r.logs == nil {
-		r.logs = &lockedBuffer{}
-	}
-	cmd.Stdout, cmd.Stderr = r.logs, r.logs
-	if err := cmd.Start(); err != nil {
-		r.t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	r.cmd, r.exited = cmd, exited
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", r.addr, time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		select {
-		case <-exited:
-			r.t.Fatalf("runzeo exited before listening on %s:\n%s", r.addr, r.logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			r.t.Fatalf("runzeo did not listen on %s: %v", r.addr, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// kill sends SIGKILL and waits for the process to end.
-func (r *runzeo) kill() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cmd == nil {
-		return
-	}
-	r.cmd.Process.Signal(syscall.SIGKILL)
-	<-r.exited
-	r.cmd = nil
-}
-
-// storage hands out the next unused storage name.
-func (r *runzeo) storage(t testing.TB) string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.next++
-	if r.next > r.n {
-		t.Fatalf("runzeo serves only %d storages", r.n)
-	}
-	return fmt.Sprintf("s%d", r.next)
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // address parses a server address as a configuration would.
