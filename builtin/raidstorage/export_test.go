@@ -5,6 +5,14 @@ import (
 	"time"
 )
 
+// Expected is how many of the RAID's own tids child name has yet to
+// announce.
+func Expected(r *Storage, name string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.byName[name].expect)
+}
+
 // SetAutoRecoverInterval shortens auto-recover's period for one test.
 func SetAutoRecoverInterval(t *testing.T, d time.Duration) {
 	old := autoRecoverEvery

@@ -811,6 +811,9 @@ func (r *Storage) watchChild(c *child) {
 			// server that was away) announces its last transaction, one
 			// of the RAID's history or a foreign one from before: the
 			// recovery compares the histories and tells.
+		case ev.Tid <= c.last:
+			// A late event of a transaction the RAID wrote: a child's
+			// tids only increase, so a foreign commit comes after c.last.
 		default:
 			r.degradeLocked(c, "foreign commit "+ev.Tid.String())
 		}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/zeoraid/zeoraid/builtin/filestorage"
 	"github.com/zeoraid/zeoraid/builtin/raidstorage"
@@ -81,6 +82,13 @@ func TestRebuildDivergedFileStorage(t *testing.T) {
 	waitState(t, r, "2", raidstorage.Optimal)
 	last := commit(t, r, "after the rebuild", 3)
 	identical(t, last, children...)
+	// Every event the RAID waits for arrives (or was dropped at the
+	// switch): none is kept for ever.
+	for deadline := time.Now().Add(10 * time.Second); raidstorage.Expected(r, "2") != 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the RAID still waits for %d events of child 2", raidstorage.Expected(r, "2"))
+		}
+	}
 	res, err := r.Verify(ctx, "1", "2")
 	if err != nil || res.Diff != nil {
 		t.Fatalf("raid_verify after the rebuild: %+v %v", res, err)

@@ -240,6 +240,11 @@ func (r *Storage) recoverChild(rec *recovery, log logrus.FieldLogger) error {
 	}
 	c := rec.target
 	c.state, c.reason, c.checkpoint, c.last, c.commitsAtDegrade = Optimal, "", 0, last, -1
+	for tid := range c.expect {
+		if tid <= last {
+			delete(c.expect, tid) // copied, but not announced again (an emptied child)
+		}
+	}
 	r.rec = nil
 	log.WithFields(logrus.Fields{"copied": rec.copied, "bytes": rec.bytes, "seconds": time.Since(rec.started).Seconds(),
 		"status": r.statusLocked()}).Info("recovery finished: child optimal")
