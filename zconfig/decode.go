@@ -86,6 +86,24 @@ func Describe(v any) []KeyDoc {
 	return sch.describe("", nil)
 }
 
+// DatatypeType returns the Go type Decode reads a ZConfig datatype into
+// (the Type of a KeyDoc), so that a schema known only by its description
+// can be rebuilt as a struct (the options of a plugin's section types).
+// Where two Go types hold one datatype, the wider one is returned (int64
+// for integer).
+func DatatypeType(name string) (reflect.Type, bool) {
+	var found reflect.Type
+	for t, c := range converters {
+		if c.typeName != name {
+			continue
+		}
+		if found == nil || t.Size() > found.Size() || (t.Size() == found.Size() && t.String() > found.String()) {
+			found = t
+		}
+	}
+	return found, found != nil
+}
+
 // slotKind says what a tagged field receives.
 type slotKind int
 
