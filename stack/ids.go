@@ -37,7 +37,10 @@ func (o Oid) String() string { return fmt.Sprintf("0x%016x", uint64(o)) }
 // Bytes returns the tid as ZODB's 8-byte string (p64).
 func (t Tid) Bytes() []byte { return binary.BigEndian.AppendUint64(nil, uint64(t)) }
 
-// String formats the tid as 0x followed by 16 hex digits.
+// String formats the tid as 0x followed by 16 hex digits: the one form
+// tids take in logs and messages. ZODB's tid_repr drops leading zero
+// bytes, which only tids from before 1931 have, so for real tids the two
+// agree.
 func (t Tid) String() string { return fmt.Sprintf("0x%016x", uint64(t)) }
 
 // Hex returns the 16 lowercase hex digits ZEO's server_status shows for a tid.
