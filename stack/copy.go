@@ -50,16 +50,12 @@ func IsBlobRecord(data []byte) bool {
 	return data != nil && bytes.Contains(data, blobModule)
 }
 
-// StageBlob puts a copy of the committed blob file at path into dst's blob
-// temporary directory, where a BlobTxn may take it over: a hard link when
-// both are on one file system, else a byte copy. The source file is never
-// changed.
-func StageBlob(path string, dst Storage) (string, error) {
-	b, ok := dst.(Blobber)
-	if !ok {
-		return "", fmt.Errorf("stage blob: %w", ErrNotSupported)
-	}
-	f, err := os.CreateTemp(b.BlobTempDir(), "copy-*.blob")
+// StageBlob puts a copy of the blob file at path into dst's blob
+// temporary directory, where a BlobTxn of dst may take it over: a hard
+// link when both are on one file system, else a byte copy. The file at
+// path is never changed.
+func StageBlob(path string, dst Blobber) (string, error) {
+	f, err := os.CreateTemp(dst.BlobTempDir(), "staged-*.blob")
 	if err != nil {
 		return "", err
 	}
@@ -144,10 +140,11 @@ func RestoreTransaction(ctx context.Context, src, dst Storage, tr TxnRecord, bou
 		var err error
 		if blob != "" {
 			bt, ok := txn.(BlobTxn)
-			if !ok || !dst.Capabilities().Blobs {
+			db, dok := AsBlobber(dst)
+			if !ok || !dok {
 				return fail("restoreBlob", fmt.Errorf("the destination cannot store blobs: %w", ErrNotSupported))
 			}
-			staged, serr := StageBlob(blob, dst)
+			staged, serr := StageBlob(blob, db)
 			if serr != nil {
 				return fail("restoreBlob", serr)
 			}

@@ -1,7 +1,6 @@
 package raidstorage
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -419,72 +418,13 @@ func (r *Storage) copyTxn(ctx context.Context, rec *recovery, tr stack.TxnRecord
 	}
 	target.expect[tr.Tid] = true
 	r.mu.Unlock()
-	var txn stack.Txn
-	fail := func(op string, err error) error {
-		if txn != nil {
-			actx, cancel := r.callCtx(context.WithoutCancel(ctx))
-			_ = txn.Abort(actx)
-			cancel()
-		}
-		r.forget(target, tr.Tid)
-		return fmt.Errorf("%s %s: %w", op, tr.Tid, err)
-	}
-	call := func(f func(ctx context.Context) error) error {
-		cctx, cancel := r.callCtx(ctx)
-		defer cancel()
-		return f(cctx)
-	}
-	meta := tr.TxnMeta
-	if err := call(func(ctx context.Context) (err error) { txn, err = target.st.Begin(ctx, meta); return err }); err != nil {
-		return fail("tpc_begin", err)
-	}
-	rt, err := implements[stack.RestoreTxn](target, txn)
+	size, err := stack.RestoreTransaction(ctx, rec.source.st, target.st, tr, r.callCtx)
 	if err != nil {
-		return fail("restore", err)
-	}
-	srcBlobs, blobs := stack.AsBlobber(rec.source.st)
-	var size int64
-	for _, d := range tr.Records {
-		size += int64(len(d.Data))
-		blob := ""
-		if blobs && isBlobRecord(d.Data) {
-			err := call(func(ctx context.Context) (err error) { blob, err = srcBlobs.LoadBlob(ctx, d.Oid, tr.Tid); return err })
-			var nf *stack.NotFoundError
-			if errors.As(err, &nf) {
-				blob = ""
-			} else if err != nil {
-				return fail("loadBlob", r.sourceErr(ctx, rec, err))
-			}
+		r.forget(target, tr.Tid)
+		if errors.Is(err, stack.ErrSource) {
+			return r.sourceErr(ctx, rec, err)
 		}
-		var err error
-		if blob != "" {
-			bt, berr := implements[stack.BlobTxn](target, txn)
-			if berr != nil {
-				return fail("restoreBlob", berr)
-			}
-			staged, serr := stageBlob(blob, target)
-			if serr != nil {
-				return fail("restoreBlob", serr)
-			}
-			err = call(func(ctx context.Context) error {
-				return bt.RestoreBlob(ctx, d.Oid, d.Data, staged, d.DataTxn)
-			})
-		} else {
-			err = call(func(ctx context.Context) error { return rt.Restore(ctx, d.Oid, d.Data, d.DataTxn) })
-		}
-		if err != nil {
-			return fail("restore", err)
-		}
-	}
-	if err := call(func(ctx context.Context) error { _, err := txn.Vote(ctx); return err }); err != nil {
-		return fail("tpc_vote", err)
-	}
-	var tid stack.Tid
-	if err := call(func(ctx context.Context) (err error) { tid, err = txn.Finish(ctx); return err }); err != nil {
-		return fail("tpc_finish", err) // its Abort frees a child that kept the transaction
-	}
-	if tid != tr.Tid {
-		return fmt.Errorf("restored %s as %s", tr.Tid, tid)
+		return err
 	}
 	r.progress(rec, tr.Tid, size, log)
 	return nil
@@ -583,16 +523,4 @@ func missingCaps(have, want stack.Capabilities) string {
 		return "deleteObject"
 	}
 	return ""
-}
-
-// blobClass is in the pickle of every ZODB.blob.Blob record.
-var blobClass = []byte("ZODB.blob")
-
-// isBlobRecord reports whether a data record may have a blob, as ZODB's
-// is_blob_record decides: its pickle names the ZODB.blob module. Only
-// those records are asked for a blob during a copy, as ZODB's own
-// copyTransactionsFrom does, which spares a remote source a sendBlob round
-// trip for every other record.
-func isBlobRecord(data []byte) bool {
-	return data != nil && bytes.Contains(data, blobClass)
 }

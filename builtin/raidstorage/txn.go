@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 	"strings"
@@ -471,41 +470,13 @@ func (t *txn) run(ctx context.Context, c *child) *part {
 }
 
 // stageBlob gives the child c its own copy of the staged file at path, in
-// its blob staging directory: a hard link when possible, else a copy.
+// its blob staging directory.
 func stageBlob(path string, c *child) (string, error) {
 	b, err := implements[stack.Blobber](c, c.st)
 	if err != nil {
 		return "", err
 	}
-	dst, err := os.CreateTemp(b.BlobTempDir(), "raid-*.blob")
-	if err != nil {
-		return "", err
-	}
-	name := dst.Name()
-	dst.Close()
-	os.Remove(name)
-	if err := os.Link(path, name); err == nil {
-		return name, nil
-	}
-	src, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer src.Close()
-	out, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return "", err
-	}
-	if _, err := io.Copy(out, src); err != nil {
-		out.Close()
-		os.Remove(name)
-		return "", err
-	}
-	if err := out.Close(); err != nil {
-		os.Remove(name)
-		return "", err
-	}
-	return name, nil
+	return stack.StageBlob(path, b)
 }
 
 // abortParts aborts the child transactions of ps in parallel; errors
