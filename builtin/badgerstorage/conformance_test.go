@@ -49,6 +49,11 @@ func TestConformance(t *testing.T) {
 		Reopen: func(t testing.TB, s stack.Storage) stack.Storage {
 			return open(t, s.(*badgerstorage.Storage).Options())
 		},
+		ReadOnly: func(t testing.TB, s stack.Storage) stack.Storage {
+			o := s.(*badgerstorage.Storage).Options()
+			o.ReadOnly = true
+			return open(t, o)
+		},
 		Oracle: func(testing.TB) stack.Storage { return mappingstorage.New("oracle", quiet()) },
 	})
 }

@@ -28,7 +28,7 @@ var keyReclaim = []byte{'r'}
 // state at or after t (with gc, also those of objects unreachable from
 // the root), as mappingstorage's Pack does, then lets Badger reclaim the
 // space. It reads the history as of its start and writes its deletions
-// in small steps at the versions of the entries they delete, so it never
+// in small steps at versions no reader's version is below, so it never
 // holds the commit lock: commits made meanwhile are after the pack time
 // and untouched. Undo is refused while it runs.
 func (s *Storage) Pack(ctx context.Context, t time.Time, gc bool) error {
@@ -90,12 +90,24 @@ type packer struct {
 	gone        int
 }
 
-// packOp is one write of pack: a deletion, or a rewrite of a value, at
-// the version of the entry it replaces.
+// packOp is one write of pack: a deletion, or a rewrite of a value, of
+// an entry written by transaction tid.
 type packOp struct {
-	key     []byte
-	version stack.Tid
-	value   []byte // nil: delete
+	key   []byte
+	tid   stack.Tid
+	value []byte // nil: delete
+}
+
+// version is the Badger version pack writes an entry of transaction tid
+// at: one above the entry's own, so that Badger's compaction sees both
+// and counts the value it drops for the value log garbage collector; at
+// the entry's own version (replacing it) only for the last transaction,
+// as nothing may be written above the read version.
+func (p *packer) version(tid stack.Tid) uint64 {
+	if tid < p.readTs {
+		return uint64(tid) + 1
+	}
+	return uint64(tid)
 }
 
 func (p *packer) run() error {
@@ -290,12 +302,12 @@ func (p *packer) sweep() error {
 			if err != nil || r.dataTxn == 0 {
 				return err
 			}
-			p.ops = append(p.ops, packOp{key: item.KeyCopy(nil), version: tid, value: revisionValue(r.data, 0)})
+			p.ops = append(p.ops, packOp{key: item.KeyCopy(nil), tid: tid, value: revisionValue(r.data, 0)})
 			return nil
 		}
 		p.ops = append(p.ops,
-			packOp{key: item.KeyCopy(nil), version: tid},
-			packOp{key: txnOidKey(tid, oid), version: tid})
+			packOp{key: item.KeyCopy(nil), tid: tid},
+			packOp{key: txnOidKey(tid, oid), tid: tid})
 		p.removedFrom[tid]++
 		p.removed++
 		if p.s.blobs != nil {
@@ -322,13 +334,13 @@ func (p *packer) packTxns() error {
 		}
 		left := tr.records - p.removedFrom[tid]
 		if left <= 0 {
-			p.ops = append(p.ops, packOp{key: txnKey(tid), version: tid})
+			p.ops = append(p.ops, packOp{key: txnKey(tid), tid: tid})
 			return nil
 		}
 		if tr.meta.Status != 'p' || left != tr.records {
 			tr.meta.Status = 'p'
 			tr.records = left
-			p.ops = append(p.ops, packOp{key: txnKey(tid), version: tid, value: txnValue(tr)})
+			p.ops = append(p.ops, packOp{key: txnKey(tid), tid: tid, value: txnValue(tr)})
 		}
 		return nil
 	})
@@ -338,7 +350,7 @@ func (p *packer) packTxns() error {
 // the revisions they deleted.
 func (p *packer) flush() error {
 	if len(p.ops) > 0 {
-		if err := p.s.apply(p.ops); err != nil {
+		if err := p.s.apply(p.ops, p.version); err != nil {
 			return err
 		}
 		p.ops = p.ops[:0]
@@ -353,8 +365,8 @@ func (p *packer) flush() error {
 	return nil
 }
 
-// apply writes pack operations, each at its own version.
-func (s *Storage) apply(ops []packOp) error {
+// apply writes pack operations, each at the version given for its tid.
+func (s *Storage) apply(ops []packOp, version func(stack.Tid) uint64) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
@@ -367,9 +379,9 @@ func (s *Storage) apply(ops []packOp) error {
 	for _, op := range ops {
 		var err error
 		if op.value == nil {
-			err = wb.DeleteAt(op.key, uint64(op.version))
+			err = wb.DeleteAt(op.key, version(op.tid))
 		} else {
-			err = wb.SetEntryAt(badger.NewEntry(op.key, op.value), uint64(op.version))
+			err = wb.SetEntryAt(badger.NewEntry(op.key, op.value), version(op.tid))
 		}
 		if err != nil {
 			return err
