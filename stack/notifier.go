@@ -111,6 +111,22 @@ func (n *Notifier) Publish(ev Event) error {
 	return nil
 }
 
+// Reset queues a Reset event at tid for every watcher and makes tid the
+// last published one, whatever it was before: the history the watchers
+// knew is void (a mount now serving other data), so the next events
+// follow tid, even when tid is older than what came before.
+func (n *Notifier) Reset(tid Tid) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return
+	}
+	n.last = tid
+	for _, w := range n.watchers {
+		w.push(Event{Tid: tid, Reset: true})
+	}
+}
+
 // Close closes every watcher's channel (dropping undelivered events) and
 // waits for their goroutines to exit. Later Watch calls close their channel
 // at once; later Publish calls do nothing. Close is idempotent.

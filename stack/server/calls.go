@@ -35,10 +35,10 @@ func (c *conn) register(id any, a zeoproto.Args) error {
 		return &zeoproto.RemoteError{Class: "builtins.ValueError", Payload: zeoproto.Tuple{"unknown storage: " + name}}
 	}
 	storageRO := ms.mount.Storage().Capabilities().ReadOnly
-	if !readOnly && (c.srv.opts.ReadOnly || storageRO) {
+	if !readOnly && (c.srv.options().ReadOnly || storageRO) {
 		return stack.ErrReadOnly
 	}
-	c.readOnly = readOnly || c.srv.opts.ReadOnly || storageRO
+	c.readOnly = readOnly || c.srv.options().ReadOnly || storageRO
 	c.ms = ms
 	tid := ms.register(c)
 	c.reply(id, tid)
@@ -130,8 +130,9 @@ func (c *conn) getInvalidations(id any, a zeoproto.Args) error {
 		c.reply(id, nil)
 		return nil
 	}
-	limit := c.srv.opts.InvalidationQueueSize
-	if age := c.srv.opts.InvalidationAge; age > 0 && time.Since(tid.Time()).Seconds() < age {
+	opts := c.srv.options()
+	limit := opts.InvalidationQueueSize
+	if age := opts.InvalidationAge; age > 0 && time.Since(tid.Time()).Seconds() < age {
 		limit = 0
 	} else if !c.ms.queueStartsAtStartup() {
 		c.reply(id, nil)
@@ -233,12 +234,15 @@ func (c *conn) pack(id any, a zeoproto.Args) error {
 			return err
 		}
 	}
-	p, ok := stack.AsPacker(c.storage())
+	st, release := c.ms.mount.Lease() // until the pack ends, even across a reload
+	p, ok := stack.AsPacker(st)
 	if !ok {
+		release()
 		return fmt.Errorf("%w: pack", stack.ErrNotSupported)
 	}
 	ms := c.ms
 	run := func(ctx context.Context) error {
+		defer release()
 		c.log().WithField("pack_time", t.Format(time.RFC3339)).Info(c.labelled(fmt.Sprintf("pack(time=%s) started...", pythonNumber(a[0]))))
 		if err := p.Pack(ctx, t, true); err != nil {
 			c.log().WithError(err).Error(c.labelled("pack failed"))
@@ -526,12 +530,15 @@ func (c *conn) undoList(id any, a zeoproto.Args, spec zeoproto.Dict) error {
 			return err
 		}
 	}
-	u, ok := stack.AsUndoer(c.storage())
+	st, release := c.ms.mount.Lease() // until the answer, even across a reload
+	u, ok := stack.AsUndoer(st)
 	if !ok {
+		release()
 		c.reply(id, zeoproto.Tuple{})
 		return nil
 	}
 	c.srv.spawn(func() {
+		defer release()
 		var match func(stack.UndoInfo) bool
 		if spec != nil {
 			match = func(ui stack.UndoInfo) bool { return specMatches(spec, c.srv.undoDict(ui)) }

@@ -87,6 +87,11 @@ func (c *conn) dispatch(m zeoproto.Message) error {
 		}
 		return nil
 	}
+	// The call's storage stays open until the call returns, even if a
+	// reload swaps the mount's root meanwhile; calls that answer later
+	// (pack, undoLog, extension calls) take a lease of their own.
+	_, release := c.ms.mount.Lease()
+	defer release()
 	if m.IsAsync() {
 		h, ok := asyncMethods[m.Name]
 		if !ok {
@@ -133,8 +138,11 @@ func (c *conn) extension(name string) syncHandler {
 	}
 	return func(c *conn, id any, a zeoproto.Args) error {
 		// Management calls may take long (a recovery, a verify): they run on
-		// their own goroutine and reply when done.
+		// their own goroutine and reply when done, holding a lease on the
+		// mount's root until then.
+		_, release := c.ms.mount.Lease()
 		c.srv.spawn(func() {
+			defer release()
 			r, err := f(c.ctx, []any(a))
 			if err != nil {
 				c.replyErr(id, err)

@@ -18,8 +18,15 @@ type iterators struct {
 }
 
 type txnIter struct {
-	it   stack.TxnIterator
-	last *stack.TxnRecord // the transaction most recently returned
+	it      stack.TxnIterator
+	last    *stack.TxnRecord // the transaction most recently returned
+	release func()           // ends the lease on the mount's root the iterator reads
+}
+
+// close closes the storage's iterator and ends its lease.
+func (t *txnIter) close() {
+	t.it.Close()
+	t.release()
 }
 
 type recIter struct {
@@ -36,14 +43,23 @@ func (is *iterators) closeAll() {
 	is.mu.Lock()
 	defer is.mu.Unlock()
 	for _, t := range is.txns {
-		t.it.Close()
+		t.close()
 	}
 	is.txns, is.recs = nil, nil
 }
 
 func (c *conn) iteratorStart(id any, a zeoproto.Args) error {
-	it, ok := stack.AsIterator(c.storage())
-	if !ok {
+	// An iterator lives across calls: it holds a lease on the root it
+	// reads until it ends, so a reload never closes that root under it.
+	st, release := c.ms.mount.Lease()
+	kept := false
+	defer func() {
+		if !kept {
+			release()
+		}
+	}()
+	it, canIterate := stack.AsIterator(st)
+	if !canIterate {
 		return fmt.Errorf("%w: iteration", stack.ErrNotSupported)
 	}
 	var start, stop stack.Tid
@@ -69,7 +85,8 @@ func (c *conn) iteratorStart(id any, a zeoproto.Args) error {
 		is.txns, is.recs = map[int64]*txnIter{}, map[int64]*recIter{}
 	}
 	iid := is.add()
-	is.txns[iid] = &txnIter{it: ti}
+	is.txns[iid] = &txnIter{it: ti, release: release}
+	kept = true
 	c.reply(id, iid)
 	return nil
 }
@@ -91,7 +108,7 @@ func (c *conn) iteratorNext(id any, a zeoproto.Args) error {
 		return err
 	}
 	if !more {
-		t.it.Close()
+		t.close()
 		is.mu.Lock()
 		delete(is.txns, iid)
 		is.mu.Unlock()
@@ -178,7 +195,7 @@ func (c *conn) iteratorGC(a zeoproto.Args) error {
 			continue
 		}
 		if t, ok := is.txns[n]; ok {
-			t.it.Close()
+			t.close()
 			delete(is.txns, n)
 		}
 		delete(is.recs, n)

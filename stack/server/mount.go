@@ -75,15 +75,16 @@ func newMountState(srv *Server, m *stack.Mount) *mountState {
 		done:   make(chan struct{}),
 	}
 	ms.cond = sync.NewCond(&ms.mu)
-	ms.lastTid = m.Storage().Watch(ms.events)
+	ms.lastTid = m.Watch(ms.events)
 	ms.queue = []invalEntry{{tid: ms.lastTid}}
 	go ms.watch()
 	return ms
 }
 
-// close stops the watcher.
+// close stops the watcher. The mount's fan-out, not the storage mounted
+// now, is unwatched: a reload may have swapped the root since.
 func (ms *mountState) close() {
-	ms.mount.Storage().Unwatch(ms.events)
+	ms.mount.Unwatch(ms.events)
 	<-ms.done
 }
 
@@ -109,7 +110,9 @@ func (ms *mountState) watch() {
 
 		ms.vis.Lock()
 		ms.mu.Lock()
-		if ev.Tid <= ms.lastTid {
+		// A reset restarts the history, at any tid (a reload mounted other
+		// data, perhaps older); every other event must be newer.
+		if !ev.Reset && ev.Tid <= ms.lastTid {
 			ms.mu.Unlock()
 			ms.vis.Unlock()
 			ms.log.WithField("tid", ev.Tid.String()).Error("storage published a tid that is not newer than the last one; ignored")
@@ -152,7 +155,7 @@ func (ms *mountState) watch() {
 }
 
 func (ms *mountState) pushQueue(e invalEntry) {
-	max := ms.srv.opts.InvalidationQueueSize
+	max := ms.srv.options().InvalidationQueueSize
 	if max <= 0 {
 		max = 1
 	}

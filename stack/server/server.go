@@ -40,6 +40,7 @@ type Options struct {
 // Server serves a set of mounts to ZEO clients.
 type Server struct {
 	opts   Options
+	live   atomic.Pointer[LiveOptions] // the <zeo> keys a reload may change
 	log    logrus.FieldLogger
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -51,12 +52,46 @@ type Server struct {
 	mounts    map[string]*mountState
 	names     []string
 	listeners []net.Listener
+	stopped   map[net.Listener]bool // listeners StopListening closed
 	conns     map[*conn]struct{}
 
 	// wg counts every goroutine the server starts (spawn) but the mounts'
 	// watchers, which close stops; Shutdown waits for it.
 	wg           sync.WaitGroup
 	mountsClosed sync.Once
+}
+
+// LiveOptions are the Options a configuration reload may change while
+// clients stay connected (SetOptions). Each takes effect at the next point
+// it is consulted: ReadOnly at the next registration and tpc_begin,
+// TransactionTimeout when a commit lock is next taken, the invalidation
+// settings at the next commit or getInvalidations.
+type LiveOptions struct {
+	ReadOnly              bool
+	InvalidationQueueSize int
+	InvalidationAge       float64
+	TransactionTimeout    time.Duration
+}
+
+// Live returns the live part of opts.
+func (opts Options) Live() LiveOptions {
+	return LiveOptions{
+		ReadOnly:              opts.ReadOnly,
+		InvalidationQueueSize: opts.InvalidationQueueSize,
+		InvalidationAge:       opts.InvalidationAge,
+		TransactionTimeout:    opts.TransactionTimeout,
+	}
+}
+
+// options returns the live options now in force.
+func (s *Server) options() LiveOptions { return *s.live.Load() }
+
+// SetOptions replaces the live options (a configuration reload).
+func (s *Server) SetOptions(o LiveOptions) {
+	if o.InvalidationQueueSize <= 0 {
+		o.InvalidationQueueSize = 100
+	}
+	s.live.Store(&o)
 }
 
 // New returns a server for mounts (by storage name).
@@ -74,6 +109,7 @@ func New(mounts []*stack.Mount, opts Options) *Server {
 		opts: opts, log: opts.Log, ctx: ctx, cancel: cancel, start: time.Now(),
 		mounts: map[string]*mountState{}, conns: map[*conn]struct{}{},
 	}
+	s.SetOptions(opts.Live())
 	for _, m := range mounts {
 		s.mounts[m.Name()] = newMountState(s, m)
 		s.names = append(s.names, m.Name())
@@ -100,6 +136,7 @@ func Listen(network, address string) (net.Listener, error) {
 // Serve accepts connections on l until Shutdown. It returns nil after a
 // shutdown and the accept error otherwise.
 func (s *Server) Serve(l net.Listener) error {
+	orig := l // what StopListening is given
 	if s.opts.TLS != nil {
 		l = tls.NewListener(l, s.opts.TLS)
 	}
@@ -114,7 +151,7 @@ func (s *Server) Serve(l net.Listener) error {
 	for {
 		nc, err := l.Accept()
 		if err != nil {
-			if s.closing.Load() {
+			if s.closing.Load() || s.isStopped(orig) {
 				return nil
 			}
 			var ne net.Error
@@ -137,6 +174,73 @@ func (s *Server) Serve(l net.Listener) error {
 		s.spawn(c.serve)
 		s.mu.Unlock()
 	}
+}
+
+// StopListening closes l, one of the listeners Serve accepts on, so that
+// its Serve returns nil; connections it accepted stay. A reload that moves
+// the address calls it after the new listener is serving.
+func (s *Server) StopListening(l net.Listener) error {
+	s.mu.Lock()
+	if s.stopped == nil {
+		s.stopped = map[net.Listener]bool{}
+	}
+	s.stopped[l] = true
+	s.mu.Unlock()
+	return l.Close()
+}
+
+func (s *Server) isStopped(l net.Listener) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopped[l]
+}
+
+// AddMount serves m from now on under its name: new registrations may name
+// it. A name already served is an error.
+func (s *Server) AddMount(m *stack.Mount) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing.Load() {
+		return errors.New("server shutting down")
+	}
+	if _, dup := s.mounts[m.Name()]; dup {
+		return fmt.Errorf("storage %q is already served", m.Name())
+	}
+	s.mounts[m.Name()] = newMountState(s, m)
+	s.names = append(s.names, m.Name())
+	sort.Strings(s.names)
+	s.log.WithField("storage", m.Name()).Info("storage added")
+	return nil
+}
+
+// RemoveMount stops serving the storage name: registrations naming it fail
+// from now on, and its connections are closed with reason, each logged as
+// a disconnect (a transaction not yet voted is aborted; the caller holds
+// the mount's commit lock, so none is between vote and finish). It returns
+// the mount, which its owner closes, or nil for an unknown name.
+func (s *Server) RemoveMount(name, reason string) *stack.Mount {
+	s.mu.Lock()
+	ms, ok := s.mounts[name]
+	if ok {
+		delete(s.mounts, name)
+		for i, n := range s.names {
+			if n == name {
+				s.names = append(s.names[:i:i], s.names[i+1:]...)
+				break
+			}
+		}
+	}
+	s.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	conns := ms.connections()
+	ms.log.WithField("connections", len(conns)).Warn("storage removed: disconnecting its clients")
+	for _, c := range conns {
+		c.close(reason)
+	}
+	ms.close()
+	return ms.mount
 }
 
 // spawn runs f on a goroutine that Shutdown waits for. It is called only
@@ -172,14 +276,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		l.Close()
 	}
 	s.mu.Unlock()
+	mounts := s.mountStates()
 	// Wait for commits in their vote..finish window: taking every commit
 	// lock means none is in flight, and holding them admits no new vote.
-	for _, name := range s.names {
-		if err := s.mounts[name].mount.LockCommit(ctx); err != nil {
-			s.log.WithField("storage", name).Warn("shutdown: a commit is still in progress; aborting it")
+	for _, ms := range mounts {
+		if err := ms.mount.LockCommit(ctx); err != nil {
+			s.log.WithField("storage", ms.mount.Name()).Warn("shutdown: a commit is still in progress; aborting it")
 			continue
 		}
-		defer s.mounts[name].mount.UnlockCommit()
+		defer ms.mount.UnlockCommit()
 	}
 	s.cancel()
 	s.mu.Lock()
@@ -203,15 +308,28 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = fmt.Errorf("shutdown: connections or calls are still running: %w", ctx.Err())
 	}
 	s.mountsClosed.Do(func() {
-		for _, name := range s.names {
-			s.mounts[name].close()
+		for _, ms := range mounts {
+			ms.close()
 		}
 	})
 	return err
 }
 
 func (s *Server) mount(name string) *mountState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return s.mounts[name]
+}
+
+// mountStates returns the mounts served now, by name.
+func (s *Server) mountStates() []*mountState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*mountState, 0, len(s.names))
+	for _, name := range s.names {
+		out = append(out, s.mounts[name])
+	}
+	return out
 }
 
 // extensionMethods are the extra synchronous calls st offers (docs/protocol.md §4.20), as
@@ -245,7 +363,7 @@ func (ms *mountState) status() zeoproto.Dict {
 		lockTime = float64(st.lockTime.UnixNano()) / 1e9
 	}
 	var timeoutAlive any = "stub"
-	if ms.srv.opts.TransactionTimeout > 0 {
+	if ms.srv.options().TransactionTimeout > 0 {
 		timeoutAlive = true
 	}
 	return zeoproto.Dict{
@@ -268,13 +386,13 @@ func (ms *mountState) status() zeoproto.Dict {
 // ruokJSON is the answer to the ruok probe: every storage's status.
 func (s *Server) ruokJSON() []byte {
 	out := map[string]map[string]any{}
-	for _, name := range s.names {
+	for _, ms := range s.mountStates() {
 		d := map[string]any{}
-		for _, it := range s.mounts[name].status() {
+		for _, it := range ms.status() {
 			k, _ := zeoproto.AsString(it.Key)
 			d[k] = it.Value
 		}
-		out[name] = d
+		out[ms.mount.Name()] = d
 	}
 	b, _ := json.Marshal(out)
 	return b

@@ -348,6 +348,13 @@ func (c *conn) vote(id any, a zeoproto.Args) error {
 		return err
 	}
 	tx := c.tx
+	if c.srv.options().ReadOnly && !tx.locked {
+		// <zeo> read-only was switched on by a reload after this
+		// connection registered writable: its commits are refused from
+		// the next vote on, as an answer the client reports.
+		c.txMu.Unlock()
+		return stack.ErrReadOnly
+	}
 	if tx.voting {
 		c.txMu.Unlock()
 		if tx.locked {
@@ -386,7 +393,7 @@ func (c *conn) vote(id any, a zeoproto.Args) error {
 		}
 		tx.locked = true
 		c.ms.count(func(s *stats) { s.lockTime = time.Now() })
-		if d := c.srv.opts.TransactionTimeout; d > 0 {
+		if d := c.srv.options().TransactionTimeout; d > 0 {
 			// The timer's goroutine is counted from now; releaseLock
 			// uncounts it if it stops the timer before it fired.
 			c.srv.wg.Add(1)
