@@ -34,8 +34,13 @@ func chaosSeconds(t *testing.T) float64 {
 // an error: at least one child was up all the time.
 func TestRAIDChaos(t *testing.T) {
 	t.Parallel()
-	seconds := chaosSeconds(t)
-	rs := newRAIDSetup(t, 2, raidOptions{reads: "random"})
+	chaos(t, newRAIDSetup(t, 2, raidOptions{reads: "random"}), chaosSeconds(t))
+}
+
+// chaos runs the chaos test's rounds on rs for the given seconds of
+// client commits, alternating between its first two children.
+func chaos(t *testing.T, rs *raidSetup, seconds float64) {
+	t.Helper()
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
 	rnd := rand.New(rand.NewPCG(uint64(seed), 0))
@@ -43,8 +48,8 @@ func TestRAIDChaos(t *testing.T) {
 	end := time.Now().Add(time.Duration(seconds*float64(time.Second)) - 8*time.Second)
 	rounds := 0
 	for time.Now().Before(end) {
-		name := []string{"1", "2"}[rounds%2]
-		c := rs.child(name)
+		c := rs.children[rounds%2]
+		name := c.name
 		time.Sleep(time.Duration(500+rnd.IntN(2500)) * time.Millisecond)
 		c.kill()
 		time.Sleep(time.Duration(200+rnd.IntN(1500)) * time.Millisecond)

@@ -4,6 +4,7 @@ package interop
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -14,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,15 +30,24 @@ import (
 	"github.com/zeoraid/zeoraid/zconfig"
 )
 
-// zeoChild is a Python runzeo serving storage 1, a FileStorage with a
-// blob directory: one child of a RAID under test. It keeps its address
-// across kills, so that a replacement takes the place of the server it
-// replaces.
+// zeoChild is a ZEO server serving storage 1 with a blob directory: one
+// child of a RAID under test, reached through a <zeoclient>. Usually a
+// Python runzeo with a FileStorage; a zeoraid serving a <badgerstorage>
+// in a mixed RAID. It keeps its address across kills, so that a
+// replacement takes the place of the server it replaces.
 type zeoChild struct {
 	t    *testing.T
 	name string
 	addr string
-	srv  *pyenv.Runzeo
+	srv  childServer
+}
+
+// childServer is the process behind a zeoChild.
+type childServer interface {
+	Kill()                 // SIGKILL, and wait until it is gone
+	Restart() error        // again on the same address and data
+	Replace() error        // again on the same address, with empty storage
+	Signal(syscall.Signal) // SIGSTOP, SIGCONT
 }
 
 // freeAddr returns a loopback address nobody listens on.
@@ -227,7 +238,11 @@ func childHistory(t *testing.T, c *zeoChild, blobs bool) []string {
 			return out
 		}
 		line := fmt.Sprintf("%s %q %q %q %x |", tr.Tid, tr.Status, tr.User, tr.Description, sha256.Sum256(tr.Extension))
-		for _, d := range tr.Records {
+		// The order of records inside a transaction is not part of ZODB's
+		// contract (a Badger child keeps them in oid order).
+		recs := slices.Clone(tr.Records)
+		slices.SortStableFunc(recs, func(a, b stack.DataRecord) int { return cmp.Compare(a.Oid, b.Oid) })
+		for _, d := range recs {
 			line += fmt.Sprintf(" %s:%x", d.Oid, sha256.Sum256(d.Data))
 			if blobs && d.Data != nil {
 				path, err := s.LoadBlob(ctx, d.Oid, tr.Tid)
