@@ -34,6 +34,33 @@ type BuildOptions struct {
 	Pool *Pool
 	// Import resolves non-compatibility %imports; nil refuses them.
 	Import ImportHandler
+	// Previous is the running tree when Build serves a reload: a node at
+	// the same path with the same fingerprint is reused as it is, one of
+	// the same type whose storage is a Reconfigurer is asked to take the
+	// new section in place, and only the rest is opened. Nothing of
+	// Previous is closed or changed: the caller applies the new tree's
+	// Changes and closes what it no longer uses (CloseUnused).
+	Previous *Tree
+}
+
+// Reuse says how a node of a tree built over a previous one came to be.
+type Reuse int
+
+// The ways a node is built.
+const (
+	Opened       Reuse = iota // opened by this Build
+	Kept                      // the previous tree's node, unchanged
+	Reconfigured              // the previous tree's storage, with a Change to apply
+)
+
+func (r Reuse) String() string {
+	switch r {
+	case Kept:
+		return "kept"
+	case Reconfigured:
+		return "reconfigured"
+	}
+	return "opened"
 }
 
 // Built is one opened node of the tree.
@@ -46,6 +73,10 @@ type Built struct {
 	// may reuse the node as it is.
 	Fingerprint string
 	Children    []*Built
+	// Reuse tells whether the node was opened, kept or reconfigured;
+	// Change is the prepared reconfiguration of a Reconfigured node.
+	Reuse  Reuse
+	Change Change
 }
 
 // Tree is a whole configuration built: one root per storage name.
@@ -72,6 +103,65 @@ func (b *Built) close() error {
 	}
 	for _, c := range b.Children {
 		errs = append(errs, c.close())
+	}
+	return errors.Join(errs...)
+}
+
+// CloseUnused closes the storages of t that tree next does not use
+// (parents before children), after a reload switched from t to next.
+func (t *Tree) CloseUnused(next *Tree) error {
+	used := map[Storage]bool{}
+	for _, name := range next.Names {
+		next.Roots[name].walk(func(b *Built) { used[b.Storage] = true })
+	}
+	var errs []error
+	for _, name := range t.Names {
+		t.Roots[name].walk(func(b *Built) {
+			if b.Storage != nil && !used[b.Storage] {
+				if err := b.Storage.Close(); err != nil {
+					errs = append(errs, fmt.Errorf("%s: close: %w", b.Path, err))
+				}
+			}
+		})
+	}
+	return errors.Join(errs...)
+}
+
+// Discard undoes a Build over a previous tree that will not be used:
+// every node it opened is closed and every prepared Change discarded; the
+// nodes it reused stay as they are.
+func (t *Tree) Discard() error {
+	var errs []error
+	for _, name := range t.Names {
+		errs = append(errs, t.Roots[name].discard())
+	}
+	return errors.Join(errs...)
+}
+
+// walk calls f for b and every node below it, parents first.
+func (b *Built) walk(f func(*Built)) {
+	f(b)
+	for _, c := range b.Children {
+		c.walk(f)
+	}
+}
+
+func (b *Built) discard() error {
+	var errs []error
+	switch b.Reuse {
+	case Kept:
+		return nil // nothing below it is new either
+	case Reconfigured:
+		b.Change.Discard()
+	default:
+		if b.Storage != nil {
+			if err := b.Storage.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("%s: close: %w", b.Path, err))
+			}
+		}
+	}
+	for _, c := range b.Children {
+		errs = append(errs, c.discard())
 	}
 	return errors.Join(errs...)
 }
@@ -119,10 +209,16 @@ func Build(ctx context.Context, cfg *Config, opts BuildOptions) (*Tree, error) {
 		return nil, errs
 	}
 	tree := &Tree{Roots: map[string]*Built{}}
+	prev := map[string]*Built{}
+	if opts.Previous != nil {
+		for _, name := range opts.Previous.Names {
+			opts.Previous.Roots[name].walk(func(b *Built) { prev[b.Path] = b })
+		}
+	}
 	for _, p := range plans {
-		b, err := p.open(ctx, opts)
+		b, err := p.open(ctx, opts, prev)
 		if err != nil {
-			_ = tree.Close()
+			_ = tree.Discard()
 			return nil, err
 		}
 		tree.Names = append(tree.Names, p.storage)
@@ -263,16 +359,25 @@ func writeKeys(h interface{ Write([]byte) (int, error) }, s *zconfig.Section) {
 	}
 }
 
-func (p *plan) open(ctx context.Context, opts BuildOptions) (*Built, error) {
+func (p *plan) open(ctx context.Context, opts BuildOptions, prev map[string]*Built) (*Built, error) {
+	old := prev[p.path]
+	if old != nil && (old.Type != p.section.Type || old.Storage == nil) {
+		old = nil
+	}
+	if old != nil && old.Fingerprint == p.finger {
+		kept := *old
+		kept.Reuse, kept.Change = Kept, nil
+		return &kept, nil
+	}
 	b := &Built{Path: p.path, Type: p.section.Type, Fingerprint: p.finger}
 	node := &Node{
 		Path: p.path, Name: p.section.Name, Type: p.section.Type, Pool: opts.Pool,
 		Log: opts.Log.WithFields(logrus.Fields{"node": p.path, "type": p.section.Type, "storage": p.storage}),
 	}
 	for _, c := range p.children {
-		cb, err := c.open(ctx, opts)
+		cb, err := c.open(ctx, opts, prev)
 		if err != nil {
-			_ = b.close()
+			_ = b.discard()
 			return nil, err
 		}
 		b.Children = append(b.Children, cb)
@@ -282,11 +387,29 @@ func (p *plan) open(ctx context.Context, opts BuildOptions) (*Built, error) {
 	if opts.DryRun {
 		return b, nil
 	}
+	if rc, ok := old.storage().(Reconfigurer); ok {
+		ch, err := rc.Reconfigure(ctx, node, p.options)
+		switch {
+		case err == nil:
+			b.Storage, b.Reuse, b.Change = old.Storage, Reconfigured, ch
+			return b, nil
+		case !errors.Is(err, ErrReopen):
+			_ = b.discard()
+			return nil, &OpenError{Pos: p.section.Pos, Path: p.path, Type: p.section.Type, Err: err}
+		}
+	}
 	st, err := p.module.Open(ctx, node, p.options)
 	if err != nil {
-		_ = b.close()
+		_ = b.discard()
 		return nil, &OpenError{Pos: p.section.Pos, Path: p.path, Type: p.section.Type, Err: err}
 	}
 	b.Storage = st
 	return b, nil
+}
+
+func (b *Built) storage() Storage {
+	if b == nil {
+		return nil
+	}
+	return b.Storage
 }

@@ -76,8 +76,13 @@ func (m *Mount) Lease() (Storage, func()) {
 		g := m.gen.Load()
 		g.mu.Lock()
 		if g.retired {
-			// Swapped after Load: the newer root is already stored.
 			g.mu.Unlock()
+			if m.gen.Load() == g {
+				// The mount itself was retired (its name is no longer
+				// served): the storage is being closed, calls on it fail.
+				return g.s, func() {}
+			}
+			// Swapped after Load: the newer root is already stored.
 			continue
 		}
 		g.leases++
@@ -255,4 +260,14 @@ func (m *Mount) SwapLocked(s Storage, dataChanged bool) Swapped {
 	m.gen.Store(newGeneration(s, old))
 	old.retire()
 	return Swapped{Old: old.s, Drained: old.drained, Reset: reset}
+}
+
+// Retire ends the mount, whose name is no longer served (a reload removed
+// it), and returns a channel closed once no call holds a lease on its
+// root any more; its owner then closes the storage. The caller holds the
+// commit lock.
+func (m *Mount) Retire() <-chan struct{} {
+	g := m.gen.Load()
+	g.retire()
+	return g.drained
 }

@@ -93,13 +93,13 @@ func (c *conn) getInfo(id any, a zeoproto.Args) error {
 		{Key: "supportsUndo", Value: caps.Undo},
 		{Key: "supports_record_iternext", Value: caps.RecordIter},
 		{Key: "interfaces", Value: interfaces(caps)},
-		{Key: "extensionMethods", Value: extensionMethods(st)},
+		{Key: "extensionMethods", Value: c.srv.extensionMethods(st)},
 	})
 	return nil
 }
 
 func (c *conn) getExtensionMethods(id any, a zeoproto.Args) error {
-	c.reply(id, extensionMethods(c.storage()))
+	c.reply(id, c.srv.extensionMethods(c.storage()))
 	return nil
 }
 

@@ -128,13 +128,15 @@ func (c *conn) dispatch(m zeoproto.Message) error {
 // extension returns a handler for an extension call the mounted storage
 // offers (stack.Extender), or nil.
 func (c *conn) extension(name string) syncHandler {
-	ext, ok := c.storage().(stack.Extender)
+	f, ok := c.srv.opts.Extensions[name]
 	if !ok {
-		return nil
-	}
-	f, ok := ext.Extensions()[name]
-	if !ok {
-		return nil
+		ext, isExt := c.storage().(stack.Extender)
+		if !isExt {
+			return nil
+		}
+		if f, ok = ext.Extensions()[name]; !ok {
+			return nil
+		}
 	}
 	return func(c *conn, id any, a zeoproto.Args) error {
 		// Management calls may take long (a recovery, a verify): they run on

@@ -35,6 +35,10 @@ type Options struct {
 	MaxFrame              int           // largest accepted frame; 0: zeoproto.DefaultMaxFrame
 	TLS                   *tls.Config   // nil: plain connections
 	Log                   logrus.FieldLogger
+	// Extensions are extra synchronous calls offered on every storage,
+	// beside the storage's own (stack.Extender), which they take
+	// precedence over: the server's management calls (raid_reload).
+	Extensions map[string]stack.Extension
 }
 
 // Server serves a set of mounts to ZEO clients.
@@ -332,17 +336,23 @@ func (s *Server) mountStates() []*mountState {
 	return out
 }
 
-// extensionMethods are the extra synchronous calls st offers (docs/protocol.md §4.20), as
-// get_info and getExtensionMethods report them: {name: None}.
-func extensionMethods(st stack.Storage) zeoproto.Dict {
+// extensionMethods are the extra synchronous calls st offers (docs/protocol.md §4.20),
+// with the server's own, as get_info and getExtensionMethods report them:
+// {name: None}.
+func (s *Server) extensionMethods(st stack.Storage) zeoproto.Dict {
 	d := zeoproto.Dict{}
-	ext, ok := st.(stack.Extender)
-	if !ok {
-		return d
-	}
 	names := make([]string, 0)
-	for name := range ext.Extensions() {
+	seen := map[string]bool{}
+	for name := range s.opts.Extensions {
 		names = append(names, name)
+		seen[name] = true
+	}
+	if ext, ok := st.(stack.Extender); ok {
+		for name := range ext.Extensions() {
+			if !seen[name] {
+				names = append(names, name)
+			}
+		}
 	}
 	sort.Strings(names)
 	for _, name := range names {
