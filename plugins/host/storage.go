@@ -61,8 +61,8 @@ type conn struct {
 	// watchStream is the plugin's event stream, past its start message.
 	watchStream proto.Storage_WatchClient
 	broken      chan struct{}
-	once   sync.Once
-	cause  error
+	once        sync.Once
+	cause       error
 }
 
 // fail marks c dead with its cause.
