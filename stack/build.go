@@ -19,9 +19,10 @@ import (
 var compatImports = map[string]bool{"gocept.zeoraid": true, "zeo": true, "zodb": true}
 
 // ImportHandler resolves an %import that is not a compatibility no-op
-// (plugins load their section types this way). Returning an error makes
-// the import a configuration error at its position.
-type ImportHandler func(pkg string) error
+// (plugins load their section types this way; the import's position names
+// the configuration file, whose directory is searched). Returning an
+// error makes the import a configuration error at its position.
+type ImportHandler func(imp *zconfig.Import) error
 
 // BuildOptions controls Build.
 type BuildOptions struct {
@@ -190,7 +191,7 @@ func Build(ctx context.Context, cfg *Config, opts BuildOptions) (*Tree, error) {
 		if opts.Import == nil {
 			err = fmt.Errorf("unknown %%import %s: zeoraid has no plugin by that name", imp.Package)
 		} else {
-			err = opts.Import(imp.Package)
+			err = opts.Import(imp)
 		}
 		if err != nil {
 			errs = append(errs, &zconfig.Error{Pos: imp.Pos, Msg: err.Error()})

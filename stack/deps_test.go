@@ -9,7 +9,8 @@ import (
 
 // TestDependencyRules checks the layering of docs/architecture.md §2.2 with `go list`: zconfig
 // imports nothing of ours; stack never imports builtin or plugins; a
-// builtin never imports another builtin (builtin/all only links them).
+// builtin never imports another builtin (builtin/all only links them) nor
+// plugins; plugins import only stack, zconfig and each other.
 func TestDependencyRules(t *testing.T) {
 	const mod = "github.com/zeoraid/zeoraid/"
 	out, err := exec.Command("go", "list", "-json", mod+"...").Output()
@@ -40,6 +41,10 @@ func TestDependencyRules(t *testing.T) {
 				t.Errorf("%s imports %s: stack must not import builtins or plugins", rel, dep)
 			case strings.HasPrefix(rel, "builtin/") && rel != "builtin/all" && strings.HasPrefix(dep, "builtin/"):
 				t.Errorf("%s imports %s: a builtin must not import another builtin", rel, dep)
+			case strings.HasPrefix(rel, "builtin/") && strings.HasPrefix(dep, "plugins"):
+				t.Errorf("%s imports %s: builtins must not import plugins", rel, dep)
+			case strings.HasPrefix(rel, "plugins/") && !strings.HasPrefix(dep, "plugins/") && !strings.HasPrefix(dep, "stack") && dep != "zconfig":
+				t.Errorf("%s imports %s: plugins import only stack, zconfig and plugins (test plugins under testdata may use builtins)", rel, dep)
 			}
 		}
 	}
