@@ -92,7 +92,7 @@ func (c *copier) run(ctx context.Context, path string) int {
 	log := logrus.New()
 	log.SetOutput(c.stderr)
 	log.SetLevel(logrus.WarnLevel)
-	tree, err := stack.Build(ctx, cfg, stack.BuildOptions{Log: log, DryRun: c.dryRun})
+	tree, err := stack.Build(ctx, cfg, stack.BuildOptions{Log: log, DryRun: c.dryRun, Import: pluginImporter(log)})
 	if err != nil {
 		printConfigError(c.stderr, err)
 		return 2

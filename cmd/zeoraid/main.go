@@ -1,5 +1,5 @@
 // Command zeoraid is a ZEO server whose storages are a tree of nodes built
-// from an ordinary zeo.conf. Subcommands: serve, validate, types, bench, ctl, check, copy, fs, version.
+// from an ordinary zeo.conf. Subcommands: serve, validate, types, plugins, bench, ctl, check, copy, fs, version.
 package main
 
 import (
@@ -26,6 +26,7 @@ func commands() map[string]command {
 		"serve":    {"run the ZEO server (runzeo's -C, -a, -f, -t, --pid-file)", runServe},
 		"validate": {"check a zeo.conf without opening anything", runValidate},
 		"types":    {"list every storage section type with its keys", runTypes},
+		"plugins":  {"list the storage plugins %import finds, and where", runPlugins},
 		"bench":    {"measure a ZEO server, or compare runzeo and zeoraid", runBench},
 		"ctl":      {"manage a RAID storage of a running server (status, details, recover, disable, verify, info)", runCtl},
 		"check":    {"compare the histories of a RAID's children on a running server (raid_verify)", runCheck},
@@ -60,7 +61,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer, cmds map[string]command) {
 	fmt.Fprintln(w, "usage: zeoraid COMMAND [options]")
 	fmt.Fprintln(w, "commands:")
-	for _, name := range []string{"serve", "validate", "types", "bench", "ctl", "check", "fs", "version"} {
+	for _, name := range []string{"serve", "validate", "types", "plugins", "bench", "ctl", "check", "fs", "version"} {
 		fmt.Fprintf(w, "  %-9s %s\n", name, cmds[name].summary)
 	}
 }

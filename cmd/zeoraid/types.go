@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 
 	"github.com/zeoraid/zeoraid/stack"
@@ -13,9 +14,16 @@ import (
 func runTypes(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("types", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	conf := fs.String("C", "", "also load the plugins in the directory of this configuration file")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	// Plugins' section types are listed with the builtins.
+	dir := ""
+	if *conf != "" {
+		dir = filepath.Dir(*conf)
+	}
+	loadAllPlugins(dir, stderr)
 	for _, m := range stack.Modules() {
 		fmt.Fprintf(stdout, "<%s>", m.Type)
 		if len(m.Aliases) > 0 {

@@ -68,7 +68,7 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 	if cfg != nil {
 		// Check the storage sections too, even when the rest has errors,
 		// so one run reports everything.
-		_, berr := stack.Build(context.Background(), cfg, stack.BuildOptions{DryRun: true})
+		_, berr := stack.Build(context.Background(), cfg, stack.BuildOptions{DryRun: true, Import: pluginImporter(nil)})
 		err = mergeConfigErrors(err, berr)
 	}
 	var created []string
