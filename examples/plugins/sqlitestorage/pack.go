@@ -74,12 +74,15 @@ type packer struct {
 }
 
 func (p *packer) run(ctx context.Context) error {
+	start := time.Now()
 	if err := p.survey(ctx); err != nil {
 		return err
 	}
 	if p.packTid == 0 {
 		return nil
 	}
+	p.s.log.WithFields(logrus.Fields{"pack_tid": p.packTid.String(), "objects": len(p.objs),
+		"took": time.Since(start).Round(time.Millisecond).String()}).Debug("pack surveyed; waiting for the commit lock")
 	select {
 	case p.s.commitLock <- struct{}{}:
 	case <-p.s.done:
