@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -117,6 +118,11 @@ func Open(opts Options, node string, log logrus.FieldLogger) (*Storage, error) {
 		}
 	}
 	start := time.Now()
+	if !opts.ReadOnly {
+		if err := removeEmptyLogs(path, log); err != nil {
+			return nil, fmt.Errorf("badgerstorage %s: %w", path, err)
+		}
+	}
 	db, err := badger.OpenManaged(badgerOptions(opts, log))
 	if err != nil {
 		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
@@ -143,6 +149,53 @@ func Open(opts Options, node string, log logrus.FieldLogger) (*Storage, error) {
 	s.watch = stack.NewNotifier(last)
 	log.WithFields(logrus.Fields{"last_tid": last.String(), "objects": s.count.Load(), "took": time.Since(start).Round(time.Millisecond).String()}).Info("opened")
 	return s, nil
+}
+
+// removeEmptyLogs deletes memtable logs and value log files of length
+// zero. Badger creates such a file and then sizes it; a process killed
+// in between leaves an empty file that Badger refuses to open ("Create a
+// new file"). An empty file holds no entry, so nothing is lost.
+// It holds Badger's directory lock (a flock of the directory) meanwhile,
+// so it never touches the files of a process that has the directory
+// open.
+func removeEmptyLogs(dir string, log logrus.FieldLogger) error {
+	d, err := os.Open(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := syscall.Flock(int(d.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			holder, _ := os.ReadFile(filepath.Join(dir, "LOCK"))
+			return fmt.Errorf("%w (pid %s)", ErrLocked, strings.TrimSpace(string(holder)))
+		}
+		return err
+	}
+	defer syscall.Flock(int(d.Fd()), syscall.LOCK_UN)
+	entries, err := d.ReadDir(-1)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasSuffix(name, ".mem") && !strings.HasSuffix(name, ".vlog") {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return err
+		}
+		if fi.Size() == 0 {
+			if err := os.Remove(filepath.Join(dir, name)); err != nil {
+				return err
+			}
+			log.WithField("file", name).Warn("removed an empty Badger log file left by a crash")
+		}
+	}
+	return nil
 }
 
 // load reads the metadata, removes a half-written transaction (when

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -115,12 +117,12 @@ func TestBigTransactions(t *testing.T) {
 	}
 }
 
-func commitOne(t *testing.T, s stack.Storage, oid stack.Oid, serial stack.Tid, data string) stack.Tid {
+func commitOne(t testing.TB, s stack.Storage, oid stack.Oid, serial stack.Tid, data string) stack.Tid {
 	t.Helper()
 	return commitMeta(t, s, stack.TxnMeta{}, oid, serial, data)
 }
 
-func commitMeta(t *testing.T, s stack.Storage, meta stack.TxnMeta, oid stack.Oid, serial stack.Tid, data string) stack.Tid {
+func commitMeta(t testing.TB, s stack.Storage, meta stack.TxnMeta, oid stack.Oid, serial stack.Tid, data string) stack.Tid {
 	t.Helper()
 	ctx := context.Background()
 	tx, err := s.Begin(ctx, meta)
@@ -133,7 +135,7 @@ func commitMeta(t *testing.T, s stack.Storage, meta stack.TxnMeta, oid stack.Oid
 	return tid
 }
 
-func iterateAll(t *testing.T, s stack.Storage) []stack.TxnRecord {
+func iterateAll(t testing.TB, s stack.Storage) []stack.TxnRecord {
 	t.Helper()
 	ctx := context.Background()
 	it, err := s.(stack.Iterator).Iterate(ctx, 0, 0)
@@ -261,4 +263,22 @@ func TestLocked(t *testing.T) {
 	must(t, r.Close())
 	must(t, r2.Close())
 	open(t, o).Close()
+}
+
+// TestEmptyLogFiles: a process killed right after Badger created a
+// memtable log or value log file leaves it empty; the directory must
+// still open, with its data.
+func TestEmptyLogFiles(t *testing.T) {
+	o := testOptions(t)
+	s := open(t, o)
+	tid := commitOne(t, s, 1, 0, "kept")
+	must(t, s.Close())
+	for _, name := range []string{"00099.mem", "000099.vlog"} {
+		must(t, os.WriteFile(filepath.Join(string(o.Path), name), nil, 0o644))
+	}
+	s = open(t, o)
+	defer s.Close()
+	if d, err := s.LoadSerial(context.Background(), 1, tid); err != nil || string(d) != "kept" {
+		t.Fatalf("after reopen: %q, %v", d, err)
+	}
 }
