@@ -150,3 +150,10 @@ func open(t testing.TB, text string, log logrus.FieldLogger, opts host.Options) 
 	}
 	return s
 }
+
+// quiet is a logger that drops everything.
+func quiet() *logrus.Logger {
+	l := logrus.New()
+	l.SetLevel(logrus.PanicLevel)
+	return l
+}
