@@ -6,7 +6,9 @@
 // Ansible), and Kubernetes updates a ConfigMap by swapping a `..data`
 // symlink, so a watch on the file's inode would see nothing or die with
 // it. Any event in a watched directory starts a quiet period (the
-// debounce); when it ends the files are re-read and hashed, and the
+// debounce, bounded: a directory that never stays quiet, such as one
+// holding a busy log file, is checked at least every four debounces);
+// when it ends the files are re-read and hashed, and the
 // callback runs only if the hash differs from the last one: a save that
 // changes nothing reloads nothing, and a burst of events (one save is
 // several) reloads once. A file caught half-written or missing mid-save
@@ -188,6 +190,13 @@ func (w *Watcher) run() {
 	defer close(w.done)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	var pending time.Time // the first event not checked yet
+	wake := func() {
+		if pending.IsZero() {
+			pending = time.Now()
+		}
+		timer.Reset(min(w.opts.Debounce, 4*w.opts.Debounce-time.Since(pending)))
+	}
 	for {
 		select {
 		case ev, ok := <-w.fw.Events:
@@ -197,15 +206,16 @@ func (w *Watcher) run() {
 			if ev.Op == fsnotify.Chmod {
 				continue // backup tools and indexers touch modes all the time
 			}
-			timer.Reset(w.opts.Debounce)
+			wake()
 		case err, ok := <-w.fw.Errors:
 			if !ok {
 				return
 			}
 			// An overflow loses events: check as if one came.
 			w.opts.Log.WithError(err).Warn("watching the configuration: checking it again")
-			timer.Reset(w.opts.Debounce)
+			wake()
 		case <-timer.C:
+			pending = time.Time{}
 			w.check()
 		}
 	}
