@@ -160,7 +160,7 @@ func (r *Storage) Verify(ctx context.Context, a, b string) (stack.CompareResult,
 	case stop == 0:
 		return stack.CompareResult{}, nil
 	}
-	return stack.CompareHistories(ctx, ca.st, cb.st, 0, stop, r.opts.CallTimeout)
+	return stack.CompareHistories(ctx, ca.st, cb.st, 0, stop, r.options().CallTimeout)
 }
 
 func (r *Storage) extVerify(ctx context.Context, args []any) (any, error) {
@@ -228,9 +228,9 @@ func (r *Storage) InfoMap() map[string]any {
 		"status":            r.statusLocked(),
 		"last_tid":          r.last.String(),
 		"writable":          writable,
-		"write_quorum":      int64(r.opts.WriteQuorum),
-		"fail_mode":         r.opts.FailMode,
-		"read_distribution": r.opts.ReadDistribution,
+		"write_quorum":      int64(r.options().WriteQuorum),
+		"fail_mode":         r.options().FailMode,
+		"read_distribution": r.options().ReadDistribution,
 		"commit_delay_ms":   float64(delay) / 1e6,
 		"commits":           r.commits,
 		"children":          children,

@@ -82,6 +82,11 @@ type child struct {
 
 	reads   atomic.Int64
 	latency atomic.Int64 // moving average, nanoseconds; 0 before the first read
+
+	// calls counts reads in flight on the child; idle, when set (the
+	// child was removed by a reload), is closed when calls drops to 0.
+	calls int
+	idle  chan struct{}
 }
 
 // observe folds one read's duration into the moving average.
@@ -115,7 +120,7 @@ type Config struct {
 type Storage struct {
 	path     string
 	log      logrus.FieldLogger
-	opts     Options
+	opts     atomic.Pointer[Options] // a reload may replace them (options)
 	children []*child
 	byName   map[string]*child
 	caps     stack.Capabilities
@@ -176,12 +181,13 @@ func Open(ctx context.Context, cfg Config) (*Storage, error) {
 	r := &Storage{
 		path:             cfg.Path,
 		log:              log,
-		opts:             cfg.Options,
 		byName:           map[string]*child{},
 		commit:           make(chan struct{}, 1),
 		stop:             make(chan struct{}),
 		autoRecoverEvery: 10 * time.Second,
 	}
+	opts := cfg.Options
+	r.opts.Store(&opts)
 	for i, st := range cfg.Children {
 		name := cfg.Names[i]
 		if name == "" {
@@ -242,13 +248,15 @@ func Open(ctx context.Context, cfg Config) (*Storage, error) {
 		r.watch.Add(1)
 		go r.watchChild(c)
 	}
-	if r.opts.AutoRecover {
-		r.bg.Add(1)
-		go r.autoRecover()
-	}
+	// Always running: a reload may switch auto-recover on or off.
+	r.bg.Add(1)
+	go r.autoRecover()
 	r.log.WithFields(logrus.Fields{"status": r.Status(), "tid": r.last.String()}).Info("RAID opened")
 	return r, nil
 }
+
+// options returns the options in force.
+func (r *Storage) options() Options { return *r.opts.Load() }
 
 // capabilityError is the failure of a child that reports a capability its
 // storage or its transaction does not implement: a bug of that child,
@@ -478,7 +486,7 @@ func (r *Storage) parallel(cs []*child, f func(i int, c *child)) {
 
 // callCtx bounds one child call by call-timeout.
 func (r *Storage) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, r.opts.CallTimeout)
+	return context.WithTimeout(ctx, r.options().CallTimeout)
 }
 
 // optimal returns the optimal children in configuration order.
@@ -599,13 +607,13 @@ var errNoChild = errors.New("no optimal child left: the RAID has failed")
 // write-quorum in fail-mode read-only, a failure in fail-mode close.
 func (r *Storage) writableLocked() error {
 	n := len(r.optimalLocked())
-	if n >= r.opts.WriteQuorum {
+	if n >= r.options().WriteQuorum {
 		return nil
 	}
-	if r.opts.FailMode == FailClose {
+	if r.options().FailMode == FailClose {
 		return &stack.OpError{Node: r.path, Op: "tpc_begin", Err: errBelowQuorum}
 	}
-	return fmt.Errorf("%s: %d optimal children, write-quorum %d: %w", r.path, n, r.opts.WriteQuorum, stack.ErrReadOnly)
+	return fmt.Errorf("%s: %d optimal children, write-quorum %d: %w", r.path, n, r.options().WriteQuorum, stack.ErrReadOnly)
 }
 
 // usable fails when the RAID is closed, or below quorum in fail-mode close.
@@ -615,7 +623,7 @@ func (r *Storage) usable(op string) error {
 	if r.closed {
 		return stack.ErrClosed
 	}
-	if r.opts.FailMode == FailClose && len(r.optimalLocked()) < r.opts.WriteQuorum {
+	if r.options().FailMode == FailClose && len(r.optimalLocked()) < r.options().WriteQuorum {
 		return &stack.OpError{Node: r.path, Op: op, Err: errBelowQuorum}
 	}
 	return nil
@@ -632,7 +640,7 @@ func (r *Storage) pick(tried map[*child]bool) *child {
 	if len(cand) == 0 {
 		return nil
 	}
-	switch r.opts.ReadDistribution {
+	switch r.options().ReadDistribution {
 	case ReadFirst:
 		return cand[0]
 	case ReadLatency:
@@ -662,7 +670,16 @@ func (r *Storage) read(ctx context.Context, op string, f func(ctx context.Contex
 		tried[c] = true
 		cctx, cancel := r.callCtx(ctx)
 		begin := time.Now()
+		r.mu.Lock()
+		c.calls++
+		r.mu.Unlock()
 		err := f(cctx, c)
+		r.mu.Lock()
+		if c.calls--; c.calls == 0 && c.idle != nil {
+			close(c.idle)
+			c.idle = nil
+		}
+		r.mu.Unlock()
 		cancel()
 		c.observe(time.Since(begin))
 		if r.failed(ctx, c, op, err) {

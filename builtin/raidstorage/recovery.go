@@ -453,11 +453,11 @@ func (r *Storage) progress(rec *recovery, tid stack.Tid, size int64, log logrus.
 	lag := r.last.Seconds() - tid.Seconds()
 	shrinking := lag < rec.sampleLag
 	switch {
-	case rec.phase == PhaseCopy && !shrinking && rec.copyRate < r.opts.RecoveryRate*rec.commitRate:
+	case rec.phase == PhaseCopy && !shrinking && rec.copyRate < r.options().RecoveryRate*rec.commitRate:
 		// Commit at most copyRate/recoveryRate times a second.
 		d := maxDelay
 		if rec.copyRate > 0 {
-			d = min(maxDelay, time.Duration(r.opts.RecoveryRate/rec.copyRate*float64(time.Second)))
+			d = min(maxDelay, time.Duration(r.options().RecoveryRate/rec.copyRate*float64(time.Second)))
 		}
 		rec.delay = max(d, rec.delay)
 	case shrinking:
@@ -487,6 +487,9 @@ func (r *Storage) autoRecover() {
 		case <-r.stop:
 			return
 		case <-tick.C:
+		}
+		if !r.options().AutoRecover {
+			continue
 		}
 		r.mu.Lock()
 		var names []string

@@ -285,14 +285,14 @@ func (t *txn) Vote(ctx context.Context) ([]stack.Oid, error) {
 		t.release()
 		return nil, answer.err
 	}
-	if len(yes) < r.opts.WriteQuorum {
+	if len(yes) < r.options().WriteQuorum {
 		t.abortParts(yes)
 		t.release()
 		r.mu.Lock()
 		err := r.writableLocked()
 		r.mu.Unlock()
 		if err == nil {
-			err = fmt.Errorf("%s: %d children voted, write-quorum %d: %w", r.path, len(yes), r.opts.WriteQuorum, stack.ErrReadOnly)
+			err = fmt.Errorf("%s: %d children voted, write-quorum %d: %w", r.path, len(yes), r.options().WriteQuorum, stack.ErrReadOnly)
 		}
 		return nil, err
 	}
@@ -562,9 +562,9 @@ func (t *txn) Finish(ctx context.Context) (stack.Tid, error) {
 		r.log.WithError(err).WithField("tid", t.tid.String()).Error("invalidation not published")
 	}
 	r.mu.Unlock()
-	if done < r.opts.WriteQuorum {
+	if done < r.options().WriteQuorum {
 		return t.tid, &stack.OpError{Node: r.path, Op: "tpc_finish", Tid: &t.tid,
-			Err: fmt.Errorf("only %d children finished, write-quorum %d", done, r.opts.WriteQuorum)}
+			Err: fmt.Errorf("only %d children finished, write-quorum %d", done, r.options().WriteQuorum)}
 	}
 	return t.tid, nil
 }
