@@ -108,7 +108,7 @@ func (x Failure_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Failure_Kind.Descriptor instead.
 func (Failure_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{16, 0}
+	return file_storage_proto_rawDescGZIP(), []int{13, 0}
 }
 
 type Empty struct {
@@ -727,163 +727,6 @@ func (x *NodeInfo) GetStorage() string {
 	return ""
 }
 
-type CheckRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Node          *NodeInfo              `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
-	Section       *Section               `protobuf:"bytes,2,opt,name=section,proto3" json:"section,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *CheckRequest) Reset() {
-	*x = CheckRequest{}
-	mi := &file_storage_proto_msgTypes[10]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *CheckRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*CheckRequest) ProtoMessage() {}
-
-func (x *CheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[10]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use CheckRequest.ProtoReflect.Descriptor instead.
-func (*CheckRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{10}
-}
-
-func (x *CheckRequest) GetNode() *NodeInfo {
-	if x != nil {
-		return x.Node
-	}
-	return nil
-}
-
-func (x *CheckRequest) GetSection() *Section {
-	if x != nil {
-		return x.Section
-	}
-	return nil
-}
-
-// ConfigError is one positioned configuration problem.
-type ConfigError struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Pos           *Pos                   `protobuf:"bytes,1,opt,name=pos,proto3" json:"pos,omitempty"`
-	Msg           string                 `protobuf:"bytes,2,opt,name=msg,proto3" json:"msg,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ConfigError) Reset() {
-	*x = ConfigError{}
-	mi := &file_storage_proto_msgTypes[11]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ConfigError) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ConfigError) ProtoMessage() {}
-
-func (x *ConfigError) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[11]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ConfigError.ProtoReflect.Descriptor instead.
-func (*ConfigError) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{11}
-}
-
-func (x *ConfigError) GetPos() *Pos {
-	if x != nil {
-		return x.Pos
-	}
-	return nil
-}
-
-func (x *ConfigError) GetMsg() string {
-	if x != nil {
-		return x.Msg
-	}
-	return ""
-}
-
-type CheckResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Errors        []*ConfigError         `protobuf:"bytes,1,rep,name=errors,proto3" json:"errors,omitempty"`
-	Failure       *Failure               `protobuf:"bytes,15,opt,name=failure,proto3" json:"failure,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *CheckResponse) Reset() {
-	*x = CheckResponse{}
-	mi := &file_storage_proto_msgTypes[12]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *CheckResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*CheckResponse) ProtoMessage() {}
-
-func (x *CheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[12]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use CheckResponse.ProtoReflect.Descriptor instead.
-func (*CheckResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{12}
-}
-
-func (x *CheckResponse) GetErrors() []*ConfigError {
-	if x != nil {
-		return x.Errors
-	}
-	return nil
-}
-
-func (x *CheckResponse) GetFailure() *Failure {
-	if x != nil {
-		return x.Failure
-	}
-	return nil
-}
-
 type OpenRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Node          *NodeInfo              `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
@@ -894,7 +737,7 @@ type OpenRequest struct {
 
 func (x *OpenRequest) Reset() {
 	*x = OpenRequest{}
-	mi := &file_storage_proto_msgTypes[13]
+	mi := &file_storage_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -906,7 +749,7 @@ func (x *OpenRequest) String() string {
 func (*OpenRequest) ProtoMessage() {}
 
 func (x *OpenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[13]
+	mi := &file_storage_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -919,7 +762,7 @@ func (x *OpenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenRequest.ProtoReflect.Descriptor instead.
 func (*OpenRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{13}
+	return file_storage_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *OpenRequest) GetNode() *NodeInfo {
@@ -948,7 +791,7 @@ type OpenResponse struct {
 
 func (x *OpenResponse) Reset() {
 	*x = OpenResponse{}
-	mi := &file_storage_proto_msgTypes[14]
+	mi := &file_storage_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -960,7 +803,7 @@ func (x *OpenResponse) String() string {
 func (*OpenResponse) ProtoMessage() {}
 
 func (x *OpenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[14]
+	mi := &file_storage_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -973,7 +816,7 @@ func (x *OpenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenResponse.ProtoReflect.Descriptor instead.
 func (*OpenResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{14}
+	return file_storage_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *OpenResponse) GetCapabilities() *Capabilities {
@@ -1013,7 +856,7 @@ type Capabilities struct {
 
 func (x *Capabilities) Reset() {
 	*x = Capabilities{}
-	mi := &file_storage_proto_msgTypes[15]
+	mi := &file_storage_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1025,7 +868,7 @@ func (x *Capabilities) String() string {
 func (*Capabilities) ProtoMessage() {}
 
 func (x *Capabilities) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[15]
+	mi := &file_storage_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1038,7 +881,7 @@ func (x *Capabilities) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Capabilities.ProtoReflect.Descriptor instead.
 func (*Capabilities) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{15}
+	return file_storage_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Capabilities) GetReadOnly() bool {
@@ -1116,7 +959,7 @@ type Failure struct {
 
 func (x *Failure) Reset() {
 	*x = Failure{}
-	mi := &file_storage_proto_msgTypes[16]
+	mi := &file_storage_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1128,7 +971,7 @@ func (x *Failure) String() string {
 func (*Failure) ProtoMessage() {}
 
 func (x *Failure) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[16]
+	mi := &file_storage_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1141,7 +984,7 @@ func (x *Failure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failure.ProtoReflect.Descriptor instead.
 func (*Failure) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{16}
+	return file_storage_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Failure) GetKind() Failure_Kind {
@@ -1213,7 +1056,7 @@ type Conflict struct {
 
 func (x *Conflict) Reset() {
 	*x = Conflict{}
-	mi := &file_storage_proto_msgTypes[17]
+	mi := &file_storage_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1225,7 +1068,7 @@ func (x *Conflict) String() string {
 func (*Conflict) ProtoMessage() {}
 
 func (x *Conflict) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[17]
+	mi := &file_storage_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1238,7 +1081,7 @@ func (x *Conflict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Conflict.ProtoReflect.Descriptor instead.
 func (*Conflict) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{17}
+	return file_storage_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Conflict) GetOid() uint64 {
@@ -1290,7 +1133,7 @@ type Op struct {
 
 func (x *Op) Reset() {
 	*x = Op{}
-	mi := &file_storage_proto_msgTypes[18]
+	mi := &file_storage_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1302,7 +1145,7 @@ func (x *Op) String() string {
 func (*Op) ProtoMessage() {}
 
 func (x *Op) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[18]
+	mi := &file_storage_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1315,7 +1158,7 @@ func (x *Op) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Op.ProtoReflect.Descriptor instead.
 func (*Op) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{18}
+	return file_storage_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Op) GetNode() string {
@@ -1370,7 +1213,7 @@ type LoadBeforeRequest struct {
 
 func (x *LoadBeforeRequest) Reset() {
 	*x = LoadBeforeRequest{}
-	mi := &file_storage_proto_msgTypes[19]
+	mi := &file_storage_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1382,7 +1225,7 @@ func (x *LoadBeforeRequest) String() string {
 func (*LoadBeforeRequest) ProtoMessage() {}
 
 func (x *LoadBeforeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[19]
+	mi := &file_storage_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1395,7 +1238,7 @@ func (x *LoadBeforeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadBeforeRequest.ProtoReflect.Descriptor instead.
 func (*LoadBeforeRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{19}
+	return file_storage_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *LoadBeforeRequest) GetOid() uint64 {
@@ -1424,7 +1267,7 @@ type LoadBeforeResponse struct {
 
 func (x *LoadBeforeResponse) Reset() {
 	*x = LoadBeforeResponse{}
-	mi := &file_storage_proto_msgTypes[20]
+	mi := &file_storage_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1436,7 +1279,7 @@ func (x *LoadBeforeResponse) String() string {
 func (*LoadBeforeResponse) ProtoMessage() {}
 
 func (x *LoadBeforeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[20]
+	mi := &file_storage_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1449,7 +1292,7 @@ func (x *LoadBeforeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadBeforeResponse.ProtoReflect.Descriptor instead.
 func (*LoadBeforeResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{20}
+	return file_storage_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *LoadBeforeResponse) GetData() []byte {
@@ -1490,7 +1333,7 @@ type LoadSerialRequest struct {
 
 func (x *LoadSerialRequest) Reset() {
 	*x = LoadSerialRequest{}
-	mi := &file_storage_proto_msgTypes[21]
+	mi := &file_storage_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1502,7 +1345,7 @@ func (x *LoadSerialRequest) String() string {
 func (*LoadSerialRequest) ProtoMessage() {}
 
 func (x *LoadSerialRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[21]
+	mi := &file_storage_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1515,7 +1358,7 @@ func (x *LoadSerialRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadSerialRequest.ProtoReflect.Descriptor instead.
 func (*LoadSerialRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{21}
+	return file_storage_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *LoadSerialRequest) GetOid() uint64 {
@@ -1542,7 +1385,7 @@ type DataResponse struct {
 
 func (x *DataResponse) Reset() {
 	*x = DataResponse{}
-	mi := &file_storage_proto_msgTypes[22]
+	mi := &file_storage_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1554,7 +1397,7 @@ func (x *DataResponse) String() string {
 func (*DataResponse) ProtoMessage() {}
 
 func (x *DataResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[22]
+	mi := &file_storage_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1567,7 +1410,7 @@ func (x *DataResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataResponse.ProtoReflect.Descriptor instead.
 func (*DataResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{22}
+	return file_storage_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DataResponse) GetData() []byte {
@@ -1594,7 +1437,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_storage_proto_msgTypes[23]
+	mi := &file_storage_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1606,7 +1449,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[23]
+	mi := &file_storage_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1619,7 +1462,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{23}
+	return file_storage_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *HistoryRequest) GetOid() uint64 {
@@ -1649,7 +1492,7 @@ type HistoryEntry struct {
 
 func (x *HistoryEntry) Reset() {
 	*x = HistoryEntry{}
-	mi := &file_storage_proto_msgTypes[24]
+	mi := &file_storage_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1661,7 +1504,7 @@ func (x *HistoryEntry) String() string {
 func (*HistoryEntry) ProtoMessage() {}
 
 func (x *HistoryEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[24]
+	mi := &file_storage_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1674,7 +1517,7 @@ func (x *HistoryEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryEntry.ProtoReflect.Descriptor instead.
 func (*HistoryEntry) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{24}
+	return file_storage_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *HistoryEntry) GetTid() uint64 {
@@ -1722,7 +1565,7 @@ type HistoryResponse struct {
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_storage_proto_msgTypes[25]
+	mi := &file_storage_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1734,7 +1577,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[25]
+	mi := &file_storage_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1747,7 +1590,7 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{25}
+	return file_storage_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *HistoryResponse) GetEntries() []*HistoryEntry {
@@ -1774,7 +1617,7 @@ type TidResponse struct {
 
 func (x *TidResponse) Reset() {
 	*x = TidResponse{}
-	mi := &file_storage_proto_msgTypes[26]
+	mi := &file_storage_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1786,7 +1629,7 @@ func (x *TidResponse) String() string {
 func (*TidResponse) ProtoMessage() {}
 
 func (x *TidResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[26]
+	mi := &file_storage_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1799,7 +1642,7 @@ func (x *TidResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TidResponse.ProtoReflect.Descriptor instead.
 func (*TidResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{26}
+	return file_storage_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TidResponse) GetTid() uint64 {
@@ -1825,7 +1668,7 @@ type NewOIDsRequest struct {
 
 func (x *NewOIDsRequest) Reset() {
 	*x = NewOIDsRequest{}
-	mi := &file_storage_proto_msgTypes[27]
+	mi := &file_storage_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1837,7 +1680,7 @@ func (x *NewOIDsRequest) String() string {
 func (*NewOIDsRequest) ProtoMessage() {}
 
 func (x *NewOIDsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[27]
+	mi := &file_storage_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1850,7 +1693,7 @@ func (x *NewOIDsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NewOIDsRequest.ProtoReflect.Descriptor instead.
 func (*NewOIDsRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{27}
+	return file_storage_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *NewOIDsRequest) GetN() int32 {
@@ -1870,7 +1713,7 @@ type OidsResponse struct {
 
 func (x *OidsResponse) Reset() {
 	*x = OidsResponse{}
-	mi := &file_storage_proto_msgTypes[28]
+	mi := &file_storage_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1882,7 +1725,7 @@ func (x *OidsResponse) String() string {
 func (*OidsResponse) ProtoMessage() {}
 
 func (x *OidsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[28]
+	mi := &file_storage_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1895,7 +1738,7 @@ func (x *OidsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OidsResponse.ProtoReflect.Descriptor instead.
 func (*OidsResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{28}
+	return file_storage_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *OidsResponse) GetOids() []uint64 {
@@ -1924,7 +1767,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_storage_proto_msgTypes[29]
+	mi := &file_storage_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1936,7 +1779,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[29]
+	mi := &file_storage_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1949,7 +1792,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{29}
+	return file_storage_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *InfoResponse) GetName() string {
@@ -1992,7 +1835,7 @@ type EventMessage struct {
 
 func (x *EventMessage) Reset() {
 	*x = EventMessage{}
-	mi := &file_storage_proto_msgTypes[30]
+	mi := &file_storage_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2004,7 +1847,7 @@ func (x *EventMessage) String() string {
 func (*EventMessage) ProtoMessage() {}
 
 func (x *EventMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[30]
+	mi := &file_storage_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2017,7 +1860,7 @@ func (x *EventMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventMessage.ProtoReflect.Descriptor instead.
 func (*EventMessage) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{30}
+	return file_storage_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *EventMessage) GetStart() bool {
@@ -2061,7 +1904,7 @@ type TxnMeta struct {
 
 func (x *TxnMeta) Reset() {
 	*x = TxnMeta{}
-	mi := &file_storage_proto_msgTypes[31]
+	mi := &file_storage_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2073,7 +1916,7 @@ func (x *TxnMeta) String() string {
 func (*TxnMeta) ProtoMessage() {}
 
 func (x *TxnMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[31]
+	mi := &file_storage_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2086,7 +1929,7 @@ func (x *TxnMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnMeta.ProtoReflect.Descriptor instead.
 func (*TxnMeta) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{31}
+	return file_storage_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TxnMeta) GetUser() []byte {
@@ -2133,7 +1976,7 @@ type TxnRef struct {
 
 func (x *TxnRef) Reset() {
 	*x = TxnRef{}
-	mi := &file_storage_proto_msgTypes[32]
+	mi := &file_storage_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2145,7 +1988,7 @@ func (x *TxnRef) String() string {
 func (*TxnRef) ProtoMessage() {}
 
 func (x *TxnRef) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[32]
+	mi := &file_storage_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2158,7 +2001,7 @@ func (x *TxnRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnRef.ProtoReflect.Descriptor instead.
 func (*TxnRef) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{32}
+	return file_storage_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *TxnRef) GetTxn() uint64 {
@@ -2178,7 +2021,7 @@ type BeginResponse struct {
 
 func (x *BeginResponse) Reset() {
 	*x = BeginResponse{}
-	mi := &file_storage_proto_msgTypes[33]
+	mi := &file_storage_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2190,7 +2033,7 @@ func (x *BeginResponse) String() string {
 func (*BeginResponse) ProtoMessage() {}
 
 func (x *BeginResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[33]
+	mi := &file_storage_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2203,7 +2046,7 @@ func (x *BeginResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BeginResponse.ProtoReflect.Descriptor instead.
 func (*BeginResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{33}
+	return file_storage_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *BeginResponse) GetTxn() uint64 {
@@ -2232,7 +2075,7 @@ type StoreRequest struct {
 
 func (x *StoreRequest) Reset() {
 	*x = StoreRequest{}
-	mi := &file_storage_proto_msgTypes[34]
+	mi := &file_storage_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2244,7 +2087,7 @@ func (x *StoreRequest) String() string {
 func (*StoreRequest) ProtoMessage() {}
 
 func (x *StoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[34]
+	mi := &file_storage_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2257,7 +2100,7 @@ func (x *StoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreRequest.ProtoReflect.Descriptor instead.
 func (*StoreRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{34}
+	return file_storage_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *StoreRequest) GetTxn() uint64 {
@@ -2301,7 +2144,7 @@ type RestoreRequest struct {
 
 func (x *RestoreRequest) Reset() {
 	*x = RestoreRequest{}
-	mi := &file_storage_proto_msgTypes[35]
+	mi := &file_storage_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2313,7 +2156,7 @@ func (x *RestoreRequest) String() string {
 func (*RestoreRequest) ProtoMessage() {}
 
 func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[35]
+	mi := &file_storage_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2326,7 +2169,7 @@ func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreRequest.ProtoReflect.Descriptor instead.
 func (*RestoreRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{35}
+	return file_storage_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RestoreRequest) GetTxn() uint64 {
@@ -2374,7 +2217,7 @@ type UndoRequest struct {
 
 func (x *UndoRequest) Reset() {
 	*x = UndoRequest{}
-	mi := &file_storage_proto_msgTypes[36]
+	mi := &file_storage_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2386,7 +2229,7 @@ func (x *UndoRequest) String() string {
 func (*UndoRequest) ProtoMessage() {}
 
 func (x *UndoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[36]
+	mi := &file_storage_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2399,7 +2242,7 @@ func (x *UndoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndoRequest.ProtoReflect.Descriptor instead.
 func (*UndoRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{36}
+	return file_storage_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *UndoRequest) GetTxn() uint64 {
@@ -2433,7 +2276,7 @@ type BlobHeader struct {
 
 func (x *BlobHeader) Reset() {
 	*x = BlobHeader{}
-	mi := &file_storage_proto_msgTypes[37]
+	mi := &file_storage_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2445,7 +2288,7 @@ func (x *BlobHeader) String() string {
 func (*BlobHeader) ProtoMessage() {}
 
 func (x *BlobHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[37]
+	mi := &file_storage_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2458,7 +2301,7 @@ func (x *BlobHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobHeader.ProtoReflect.Descriptor instead.
 func (*BlobHeader) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{37}
+	return file_storage_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *BlobHeader) GetTxn() uint64 {
@@ -2523,7 +2366,7 @@ type BlobUpload struct {
 
 func (x *BlobUpload) Reset() {
 	*x = BlobUpload{}
-	mi := &file_storage_proto_msgTypes[38]
+	mi := &file_storage_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2535,7 +2378,7 @@ func (x *BlobUpload) String() string {
 func (*BlobUpload) ProtoMessage() {}
 
 func (x *BlobUpload) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[38]
+	mi := &file_storage_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2548,7 +2391,7 @@ func (x *BlobUpload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobUpload.ProtoReflect.Descriptor instead.
 func (*BlobUpload) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{38}
+	return file_storage_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *BlobUpload) GetPart() isBlobUpload_Part {
@@ -2601,7 +2444,7 @@ type BlobChunk struct {
 
 func (x *BlobChunk) Reset() {
 	*x = BlobChunk{}
-	mi := &file_storage_proto_msgTypes[39]
+	mi := &file_storage_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2613,7 +2456,7 @@ func (x *BlobChunk) String() string {
 func (*BlobChunk) ProtoMessage() {}
 
 func (x *BlobChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[39]
+	mi := &file_storage_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2626,7 +2469,7 @@ func (x *BlobChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobChunk.ProtoReflect.Descriptor instead.
 func (*BlobChunk) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{39}
+	return file_storage_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *BlobChunk) GetChunk() []byte {
@@ -2646,7 +2489,7 @@ type IterateRequest struct {
 
 func (x *IterateRequest) Reset() {
 	*x = IterateRequest{}
-	mi := &file_storage_proto_msgTypes[40]
+	mi := &file_storage_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2658,7 +2501,7 @@ func (x *IterateRequest) String() string {
 func (*IterateRequest) ProtoMessage() {}
 
 func (x *IterateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[40]
+	mi := &file_storage_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2671,7 +2514,7 @@ func (x *IterateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IterateRequest.ProtoReflect.Descriptor instead.
 func (*IterateRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{40}
+	return file_storage_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *IterateRequest) GetStart() uint64 {
@@ -2701,7 +2544,7 @@ type DataRecord struct {
 
 func (x *DataRecord) Reset() {
 	*x = DataRecord{}
-	mi := &file_storage_proto_msgTypes[41]
+	mi := &file_storage_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2713,7 +2556,7 @@ func (x *DataRecord) String() string {
 func (*DataRecord) ProtoMessage() {}
 
 func (x *DataRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[41]
+	mi := &file_storage_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2726,7 +2569,7 @@ func (x *DataRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataRecord.ProtoReflect.Descriptor instead.
 func (*DataRecord) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{41}
+	return file_storage_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *DataRecord) GetOid() uint64 {
@@ -2774,7 +2617,7 @@ type TxnHeader struct {
 
 func (x *TxnHeader) Reset() {
 	*x = TxnHeader{}
-	mi := &file_storage_proto_msgTypes[42]
+	mi := &file_storage_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2786,7 +2629,7 @@ func (x *TxnHeader) String() string {
 func (*TxnHeader) ProtoMessage() {}
 
 func (x *TxnHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[42]
+	mi := &file_storage_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2799,7 +2642,7 @@ func (x *TxnHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnHeader.ProtoReflect.Descriptor instead.
 func (*TxnHeader) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{42}
+	return file_storage_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *TxnHeader) GetMeta() *TxnMeta {
@@ -2829,7 +2672,7 @@ type IterateItem struct {
 
 func (x *IterateItem) Reset() {
 	*x = IterateItem{}
-	mi := &file_storage_proto_msgTypes[43]
+	mi := &file_storage_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2841,7 +2684,7 @@ func (x *IterateItem) String() string {
 func (*IterateItem) ProtoMessage() {}
 
 func (x *IterateItem) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[43]
+	mi := &file_storage_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2854,7 +2697,7 @@ func (x *IterateItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IterateItem.ProtoReflect.Descriptor instead.
 func (*IterateItem) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{43}
+	return file_storage_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *IterateItem) GetItem() isIterateItem_Item {
@@ -2907,7 +2750,7 @@ type RecordIterNextRequest struct {
 
 func (x *RecordIterNextRequest) Reset() {
 	*x = RecordIterNextRequest{}
-	mi := &file_storage_proto_msgTypes[44]
+	mi := &file_storage_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2919,7 +2762,7 @@ func (x *RecordIterNextRequest) String() string {
 func (*RecordIterNextRequest) ProtoMessage() {}
 
 func (x *RecordIterNextRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[44]
+	mi := &file_storage_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2932,7 +2775,7 @@ func (x *RecordIterNextRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordIterNextRequest.ProtoReflect.Descriptor instead.
 func (*RecordIterNextRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{44}
+	return file_storage_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RecordIterNextRequest) GetFrom() uint64 {
@@ -2954,7 +2797,7 @@ type RecordIterNextResponse struct {
 
 func (x *RecordIterNextResponse) Reset() {
 	*x = RecordIterNextResponse{}
-	mi := &file_storage_proto_msgTypes[45]
+	mi := &file_storage_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2966,7 +2809,7 @@ func (x *RecordIterNextResponse) String() string {
 func (*RecordIterNextResponse) ProtoMessage() {}
 
 func (x *RecordIterNextResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[45]
+	mi := &file_storage_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2979,7 +2822,7 @@ func (x *RecordIterNextResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordIterNextResponse.ProtoReflect.Descriptor instead.
 func (*RecordIterNextResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{45}
+	return file_storage_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RecordIterNextResponse) GetRecord() *DataRecord {
@@ -3020,7 +2863,7 @@ type UndoLogRequest struct {
 
 func (x *UndoLogRequest) Reset() {
 	*x = UndoLogRequest{}
-	mi := &file_storage_proto_msgTypes[46]
+	mi := &file_storage_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3032,7 +2875,7 @@ func (x *UndoLogRequest) String() string {
 func (*UndoLogRequest) ProtoMessage() {}
 
 func (x *UndoLogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[46]
+	mi := &file_storage_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3045,7 +2888,7 @@ func (x *UndoLogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndoLogRequest.ProtoReflect.Descriptor instead.
 func (*UndoLogRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{46}
+	return file_storage_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *UndoLogRequest) GetFirst() int64 {
@@ -3076,7 +2919,7 @@ type UndoInfo struct {
 
 func (x *UndoInfo) Reset() {
 	*x = UndoInfo{}
-	mi := &file_storage_proto_msgTypes[47]
+	mi := &file_storage_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3088,7 +2931,7 @@ func (x *UndoInfo) String() string {
 func (*UndoInfo) ProtoMessage() {}
 
 func (x *UndoInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[47]
+	mi := &file_storage_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3101,7 +2944,7 @@ func (x *UndoInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndoInfo.ProtoReflect.Descriptor instead.
 func (*UndoInfo) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{47}
+	return file_storage_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *UndoInfo) GetId() []byte {
@@ -3156,7 +2999,7 @@ type UndoLogResponse struct {
 
 func (x *UndoLogResponse) Reset() {
 	*x = UndoLogResponse{}
-	mi := &file_storage_proto_msgTypes[48]
+	mi := &file_storage_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3168,7 +3011,7 @@ func (x *UndoLogResponse) String() string {
 func (*UndoLogResponse) ProtoMessage() {}
 
 func (x *UndoLogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[48]
+	mi := &file_storage_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3181,7 +3024,7 @@ func (x *UndoLogResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndoLogResponse.ProtoReflect.Descriptor instead.
 func (*UndoLogResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{48}
+	return file_storage_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *UndoLogResponse) GetEntries() []*UndoInfo {
@@ -3208,7 +3051,7 @@ type PackRequest struct {
 
 func (x *PackRequest) Reset() {
 	*x = PackRequest{}
-	mi := &file_storage_proto_msgTypes[49]
+	mi := &file_storage_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3220,7 +3063,7 @@ func (x *PackRequest) String() string {
 func (*PackRequest) ProtoMessage() {}
 
 func (x *PackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[49]
+	mi := &file_storage_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3233,7 +3076,7 @@ func (x *PackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PackRequest.ProtoReflect.Descriptor instead.
 func (*PackRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{49}
+	return file_storage_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *PackRequest) GetUnixNano() int64 {
@@ -3296,16 +3139,7 @@ const file_storage_proto_rawDesc = "" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
 	"\x04type\x18\x03 \x01(\tR\x04type\x12\x18\n" +
-	"\astorage\x18\x04 \x01(\tR\astorage\"u\n" +
-	"\fCheckRequest\x12/\n" +
-	"\x04node\x18\x01 \x01(\v2\x1b.zeoraid.plugin.v1.NodeInfoR\x04node\x124\n" +
-	"\asection\x18\x02 \x01(\v2\x1a.zeoraid.plugin.v1.SectionR\asection\"I\n" +
-	"\vConfigError\x12(\n" +
-	"\x03pos\x18\x01 \x01(\v2\x16.zeoraid.plugin.v1.PosR\x03pos\x12\x10\n" +
-	"\x03msg\x18\x02 \x01(\tR\x03msg\"}\n" +
-	"\rCheckResponse\x126\n" +
-	"\x06errors\x18\x01 \x03(\v2\x1e.zeoraid.plugin.v1.ConfigErrorR\x06errors\x124\n" +
-	"\afailure\x18\x0f \x01(\v2\x1a.zeoraid.plugin.v1.FailureR\afailure\"t\n" +
+	"\astorage\x18\x04 \x01(\tR\astorage\"t\n" +
 	"\vOpenRequest\x12/\n" +
 	"\x04node\x18\x01 \x01(\v2\x1b.zeoraid.plugin.v1.NodeInfoR\x04node\x124\n" +
 	"\asection\x18\x02 \x01(\v2\x1a.zeoraid.plugin.v1.SectionR\asection\"\x9d\x01\n" +
@@ -3489,10 +3323,9 @@ const file_storage_proto_rawDesc = "" +
 	"\afailure\x18\x0f \x01(\v2\x1a.zeoraid.plugin.v1.FailureR\afailure\":\n" +
 	"\vPackRequest\x12\x1b\n" +
 	"\tunix_nano\x18\x01 \x01(\x03R\bunixNano\x12\x0e\n" +
-	"\x02gc\x18\x02 \x01(\bR\x02gc2\x88\x10\n" +
+	"\x02gc\x18\x02 \x01(\bR\x02gc2\xbc\x0f\n" +
 	"\aStorage\x12S\n" +
-	"\bDescribe\x12\".zeoraid.plugin.v1.DescribeRequest\x1a#.zeoraid.plugin.v1.DescribeResponse\x12J\n" +
-	"\x05Check\x12\x1f.zeoraid.plugin.v1.CheckRequest\x1a .zeoraid.plugin.v1.CheckResponse\x12G\n" +
+	"\bDescribe\x12\".zeoraid.plugin.v1.DescribeRequest\x1a#.zeoraid.plugin.v1.DescribeResponse\x12G\n" +
 	"\x04Open\x12\x1e.zeoraid.plugin.v1.OpenRequest\x1a\x1f.zeoraid.plugin.v1.OpenResponse\x12<\n" +
 	"\x05Close\x12\x18.zeoraid.plugin.v1.Empty\x1a\x19.zeoraid.plugin.v1.Result\x12Y\n" +
 	"\n" +
@@ -3534,7 +3367,7 @@ func file_storage_proto_rawDescGZIP() []byte {
 }
 
 var file_storage_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
+var file_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_storage_proto_goTypes = []any{
 	(Failure_Kind)(0),              // 0: zeoraid.plugin.v1.Failure.Kind
 	(*Empty)(nil),                  // 1: zeoraid.plugin.v1.Empty
@@ -3547,49 +3380,46 @@ var file_storage_proto_goTypes = []any{
 	(*Section)(nil),                // 8: zeoraid.plugin.v1.Section
 	(*SectionKey)(nil),             // 9: zeoraid.plugin.v1.SectionKey
 	(*NodeInfo)(nil),               // 10: zeoraid.plugin.v1.NodeInfo
-	(*CheckRequest)(nil),           // 11: zeoraid.plugin.v1.CheckRequest
-	(*ConfigError)(nil),            // 12: zeoraid.plugin.v1.ConfigError
-	(*CheckResponse)(nil),          // 13: zeoraid.plugin.v1.CheckResponse
-	(*OpenRequest)(nil),            // 14: zeoraid.plugin.v1.OpenRequest
-	(*OpenResponse)(nil),           // 15: zeoraid.plugin.v1.OpenResponse
-	(*Capabilities)(nil),           // 16: zeoraid.plugin.v1.Capabilities
-	(*Failure)(nil),                // 17: zeoraid.plugin.v1.Failure
-	(*Conflict)(nil),               // 18: zeoraid.plugin.v1.Conflict
-	(*Op)(nil),                     // 19: zeoraid.plugin.v1.Op
-	(*LoadBeforeRequest)(nil),      // 20: zeoraid.plugin.v1.LoadBeforeRequest
-	(*LoadBeforeResponse)(nil),     // 21: zeoraid.plugin.v1.LoadBeforeResponse
-	(*LoadSerialRequest)(nil),      // 22: zeoraid.plugin.v1.LoadSerialRequest
-	(*DataResponse)(nil),           // 23: zeoraid.plugin.v1.DataResponse
-	(*HistoryRequest)(nil),         // 24: zeoraid.plugin.v1.HistoryRequest
-	(*HistoryEntry)(nil),           // 25: zeoraid.plugin.v1.HistoryEntry
-	(*HistoryResponse)(nil),        // 26: zeoraid.plugin.v1.HistoryResponse
-	(*TidResponse)(nil),            // 27: zeoraid.plugin.v1.TidResponse
-	(*NewOIDsRequest)(nil),         // 28: zeoraid.plugin.v1.NewOIDsRequest
-	(*OidsResponse)(nil),           // 29: zeoraid.plugin.v1.OidsResponse
-	(*InfoResponse)(nil),           // 30: zeoraid.plugin.v1.InfoResponse
-	(*EventMessage)(nil),           // 31: zeoraid.plugin.v1.EventMessage
-	(*TxnMeta)(nil),                // 32: zeoraid.plugin.v1.TxnMeta
-	(*TxnRef)(nil),                 // 33: zeoraid.plugin.v1.TxnRef
-	(*BeginResponse)(nil),          // 34: zeoraid.plugin.v1.BeginResponse
-	(*StoreRequest)(nil),           // 35: zeoraid.plugin.v1.StoreRequest
-	(*RestoreRequest)(nil),         // 36: zeoraid.plugin.v1.RestoreRequest
-	(*UndoRequest)(nil),            // 37: zeoraid.plugin.v1.UndoRequest
-	(*BlobHeader)(nil),             // 38: zeoraid.plugin.v1.BlobHeader
-	(*BlobUpload)(nil),             // 39: zeoraid.plugin.v1.BlobUpload
-	(*BlobChunk)(nil),              // 40: zeoraid.plugin.v1.BlobChunk
-	(*IterateRequest)(nil),         // 41: zeoraid.plugin.v1.IterateRequest
-	(*DataRecord)(nil),             // 42: zeoraid.plugin.v1.DataRecord
-	(*TxnHeader)(nil),              // 43: zeoraid.plugin.v1.TxnHeader
-	(*IterateItem)(nil),            // 44: zeoraid.plugin.v1.IterateItem
-	(*RecordIterNextRequest)(nil),  // 45: zeoraid.plugin.v1.RecordIterNextRequest
-	(*RecordIterNextResponse)(nil), // 46: zeoraid.plugin.v1.RecordIterNextResponse
-	(*UndoLogRequest)(nil),         // 47: zeoraid.plugin.v1.UndoLogRequest
-	(*UndoInfo)(nil),               // 48: zeoraid.plugin.v1.UndoInfo
-	(*UndoLogResponse)(nil),        // 49: zeoraid.plugin.v1.UndoLogResponse
-	(*PackRequest)(nil),            // 50: zeoraid.plugin.v1.PackRequest
+	(*OpenRequest)(nil),            // 11: zeoraid.plugin.v1.OpenRequest
+	(*OpenResponse)(nil),           // 12: zeoraid.plugin.v1.OpenResponse
+	(*Capabilities)(nil),           // 13: zeoraid.plugin.v1.Capabilities
+	(*Failure)(nil),                // 14: zeoraid.plugin.v1.Failure
+	(*Conflict)(nil),               // 15: zeoraid.plugin.v1.Conflict
+	(*Op)(nil),                     // 16: zeoraid.plugin.v1.Op
+	(*LoadBeforeRequest)(nil),      // 17: zeoraid.plugin.v1.LoadBeforeRequest
+	(*LoadBeforeResponse)(nil),     // 18: zeoraid.plugin.v1.LoadBeforeResponse
+	(*LoadSerialRequest)(nil),      // 19: zeoraid.plugin.v1.LoadSerialRequest
+	(*DataResponse)(nil),           // 20: zeoraid.plugin.v1.DataResponse
+	(*HistoryRequest)(nil),         // 21: zeoraid.plugin.v1.HistoryRequest
+	(*HistoryEntry)(nil),           // 22: zeoraid.plugin.v1.HistoryEntry
+	(*HistoryResponse)(nil),        // 23: zeoraid.plugin.v1.HistoryResponse
+	(*TidResponse)(nil),            // 24: zeoraid.plugin.v1.TidResponse
+	(*NewOIDsRequest)(nil),         // 25: zeoraid.plugin.v1.NewOIDsRequest
+	(*OidsResponse)(nil),           // 26: zeoraid.plugin.v1.OidsResponse
+	(*InfoResponse)(nil),           // 27: zeoraid.plugin.v1.InfoResponse
+	(*EventMessage)(nil),           // 28: zeoraid.plugin.v1.EventMessage
+	(*TxnMeta)(nil),                // 29: zeoraid.plugin.v1.TxnMeta
+	(*TxnRef)(nil),                 // 30: zeoraid.plugin.v1.TxnRef
+	(*BeginResponse)(nil),          // 31: zeoraid.plugin.v1.BeginResponse
+	(*StoreRequest)(nil),           // 32: zeoraid.plugin.v1.StoreRequest
+	(*RestoreRequest)(nil),         // 33: zeoraid.plugin.v1.RestoreRequest
+	(*UndoRequest)(nil),            // 34: zeoraid.plugin.v1.UndoRequest
+	(*BlobHeader)(nil),             // 35: zeoraid.plugin.v1.BlobHeader
+	(*BlobUpload)(nil),             // 36: zeoraid.plugin.v1.BlobUpload
+	(*BlobChunk)(nil),              // 37: zeoraid.plugin.v1.BlobChunk
+	(*IterateRequest)(nil),         // 38: zeoraid.plugin.v1.IterateRequest
+	(*DataRecord)(nil),             // 39: zeoraid.plugin.v1.DataRecord
+	(*TxnHeader)(nil),              // 40: zeoraid.plugin.v1.TxnHeader
+	(*IterateItem)(nil),            // 41: zeoraid.plugin.v1.IterateItem
+	(*RecordIterNextRequest)(nil),  // 42: zeoraid.plugin.v1.RecordIterNextRequest
+	(*RecordIterNextResponse)(nil), // 43: zeoraid.plugin.v1.RecordIterNextResponse
+	(*UndoLogRequest)(nil),         // 44: zeoraid.plugin.v1.UndoLogRequest
+	(*UndoInfo)(nil),               // 45: zeoraid.plugin.v1.UndoInfo
+	(*UndoLogResponse)(nil),        // 46: zeoraid.plugin.v1.UndoLogResponse
+	(*PackRequest)(nil),            // 47: zeoraid.plugin.v1.PackRequest
 }
 var file_storage_proto_depIdxs = []int32{
-	17, // 0: zeoraid.plugin.v1.Result.failure:type_name -> zeoraid.plugin.v1.Failure
+	14, // 0: zeoraid.plugin.v1.Result.failure:type_name -> zeoraid.plugin.v1.Failure
 	5,  // 1: zeoraid.plugin.v1.DescribeResponse.modules:type_name -> zeoraid.plugin.v1.Module
 	6,  // 2: zeoraid.plugin.v1.Module.keys:type_name -> zeoraid.plugin.v1.Key
 	7,  // 3: zeoraid.plugin.v1.Section.pos:type_name -> zeoraid.plugin.v1.Pos
@@ -3598,93 +3428,86 @@ var file_storage_proto_depIdxs = []int32{
 	8,  // 6: zeoraid.plugin.v1.Section.sections:type_name -> zeoraid.plugin.v1.Section
 	7,  // 7: zeoraid.plugin.v1.SectionKey.pos:type_name -> zeoraid.plugin.v1.Pos
 	7,  // 8: zeoraid.plugin.v1.SectionKey.value_pos:type_name -> zeoraid.plugin.v1.Pos
-	10, // 9: zeoraid.plugin.v1.CheckRequest.node:type_name -> zeoraid.plugin.v1.NodeInfo
-	8,  // 10: zeoraid.plugin.v1.CheckRequest.section:type_name -> zeoraid.plugin.v1.Section
-	7,  // 11: zeoraid.plugin.v1.ConfigError.pos:type_name -> zeoraid.plugin.v1.Pos
-	12, // 12: zeoraid.plugin.v1.CheckResponse.errors:type_name -> zeoraid.plugin.v1.ConfigError
-	17, // 13: zeoraid.plugin.v1.CheckResponse.failure:type_name -> zeoraid.plugin.v1.Failure
-	10, // 14: zeoraid.plugin.v1.OpenRequest.node:type_name -> zeoraid.plugin.v1.NodeInfo
-	8,  // 15: zeoraid.plugin.v1.OpenRequest.section:type_name -> zeoraid.plugin.v1.Section
-	16, // 16: zeoraid.plugin.v1.OpenResponse.capabilities:type_name -> zeoraid.plugin.v1.Capabilities
-	17, // 17: zeoraid.plugin.v1.OpenResponse.failure:type_name -> zeoraid.plugin.v1.Failure
-	0,  // 18: zeoraid.plugin.v1.Failure.kind:type_name -> zeoraid.plugin.v1.Failure.Kind
-	18, // 19: zeoraid.plugin.v1.Failure.conflicts:type_name -> zeoraid.plugin.v1.Conflict
-	19, // 20: zeoraid.plugin.v1.Failure.op:type_name -> zeoraid.plugin.v1.Op
-	17, // 21: zeoraid.plugin.v1.LoadBeforeResponse.failure:type_name -> zeoraid.plugin.v1.Failure
-	17, // 22: zeoraid.plugin.v1.DataResponse.failure:type_name -> zeoraid.plugin.v1.Failure
-	25, // 23: zeoraid.plugin.v1.HistoryResponse.entries:type_name -> zeoraid.plugin.v1.HistoryEntry
-	17, // 24: zeoraid.plugin.v1.HistoryResponse.failure:type_name -> zeoraid.plugin.v1.Failure
-	17, // 25: zeoraid.plugin.v1.TidResponse.failure:type_name -> zeoraid.plugin.v1.Failure
-	17, // 26: zeoraid.plugin.v1.OidsResponse.failure:type_name -> zeoraid.plugin.v1.Failure
-	17, // 27: zeoraid.plugin.v1.InfoResponse.failure:type_name -> zeoraid.plugin.v1.Failure
-	17, // 28: zeoraid.plugin.v1.BeginResponse.failure:type_name -> zeoraid.plugin.v1.Failure
-	38, // 29: zeoraid.plugin.v1.BlobUpload.header:type_name -> zeoraid.plugin.v1.BlobHeader
-	32, // 30: zeoraid.plugin.v1.TxnHeader.meta:type_name -> zeoraid.plugin.v1.TxnMeta
-	43, // 31: zeoraid.plugin.v1.IterateItem.txn:type_name -> zeoraid.plugin.v1.TxnHeader
-	42, // 32: zeoraid.plugin.v1.IterateItem.record:type_name -> zeoraid.plugin.v1.DataRecord
-	42, // 33: zeoraid.plugin.v1.RecordIterNextResponse.record:type_name -> zeoraid.plugin.v1.DataRecord
-	17, // 34: zeoraid.plugin.v1.RecordIterNextResponse.failure:type_name -> zeoraid.plugin.v1.Failure
-	48, // 35: zeoraid.plugin.v1.UndoLogResponse.entries:type_name -> zeoraid.plugin.v1.UndoInfo
-	17, // 36: zeoraid.plugin.v1.UndoLogResponse.failure:type_name -> zeoraid.plugin.v1.Failure
-	3,  // 37: zeoraid.plugin.v1.Storage.Describe:input_type -> zeoraid.plugin.v1.DescribeRequest
-	11, // 38: zeoraid.plugin.v1.Storage.Check:input_type -> zeoraid.plugin.v1.CheckRequest
-	14, // 39: zeoraid.plugin.v1.Storage.Open:input_type -> zeoraid.plugin.v1.OpenRequest
-	1,  // 40: zeoraid.plugin.v1.Storage.Close:input_type -> zeoraid.plugin.v1.Empty
-	20, // 41: zeoraid.plugin.v1.Storage.LoadBefore:input_type -> zeoraid.plugin.v1.LoadBeforeRequest
-	22, // 42: zeoraid.plugin.v1.Storage.LoadSerial:input_type -> zeoraid.plugin.v1.LoadSerialRequest
-	24, // 43: zeoraid.plugin.v1.Storage.History:input_type -> zeoraid.plugin.v1.HistoryRequest
-	1,  // 44: zeoraid.plugin.v1.Storage.LastTransaction:input_type -> zeoraid.plugin.v1.Empty
-	28, // 45: zeoraid.plugin.v1.Storage.NewOIDs:input_type -> zeoraid.plugin.v1.NewOIDsRequest
-	1,  // 46: zeoraid.plugin.v1.Storage.Info:input_type -> zeoraid.plugin.v1.Empty
-	1,  // 47: zeoraid.plugin.v1.Storage.Watch:input_type -> zeoraid.plugin.v1.Empty
-	32, // 48: zeoraid.plugin.v1.Storage.Begin:input_type -> zeoraid.plugin.v1.TxnMeta
-	35, // 49: zeoraid.plugin.v1.Storage.Store:input_type -> zeoraid.plugin.v1.StoreRequest
-	35, // 50: zeoraid.plugin.v1.Storage.CheckCurrentSerial:input_type -> zeoraid.plugin.v1.StoreRequest
-	35, // 51: zeoraid.plugin.v1.Storage.Delete:input_type -> zeoraid.plugin.v1.StoreRequest
-	36, // 52: zeoraid.plugin.v1.Storage.Restore:input_type -> zeoraid.plugin.v1.RestoreRequest
-	37, // 53: zeoraid.plugin.v1.Storage.Undo:input_type -> zeoraid.plugin.v1.UndoRequest
-	33, // 54: zeoraid.plugin.v1.Storage.Vote:input_type -> zeoraid.plugin.v1.TxnRef
-	33, // 55: zeoraid.plugin.v1.Storage.Finish:input_type -> zeoraid.plugin.v1.TxnRef
-	33, // 56: zeoraid.plugin.v1.Storage.Abort:input_type -> zeoraid.plugin.v1.TxnRef
-	39, // 57: zeoraid.plugin.v1.Storage.StoreBlob:input_type -> zeoraid.plugin.v1.BlobUpload
-	39, // 58: zeoraid.plugin.v1.Storage.RestoreBlob:input_type -> zeoraid.plugin.v1.BlobUpload
-	41, // 59: zeoraid.plugin.v1.Storage.Iterate:input_type -> zeoraid.plugin.v1.IterateRequest
-	45, // 60: zeoraid.plugin.v1.Storage.RecordIterNext:input_type -> zeoraid.plugin.v1.RecordIterNextRequest
-	47, // 61: zeoraid.plugin.v1.Storage.UndoLog:input_type -> zeoraid.plugin.v1.UndoLogRequest
-	50, // 62: zeoraid.plugin.v1.Storage.Pack:input_type -> zeoraid.plugin.v1.PackRequest
-	22, // 63: zeoraid.plugin.v1.Storage.LoadBlob:input_type -> zeoraid.plugin.v1.LoadSerialRequest
-	4,  // 64: zeoraid.plugin.v1.Storage.Describe:output_type -> zeoraid.plugin.v1.DescribeResponse
-	13, // 65: zeoraid.plugin.v1.Storage.Check:output_type -> zeoraid.plugin.v1.CheckResponse
-	15, // 66: zeoraid.plugin.v1.Storage.Open:output_type -> zeoraid.plugin.v1.OpenResponse
-	2,  // 67: zeoraid.plugin.v1.Storage.Close:output_type -> zeoraid.plugin.v1.Result
-	21, // 68: zeoraid.plugin.v1.Storage.LoadBefore:output_type -> zeoraid.plugin.v1.LoadBeforeResponse
-	23, // 69: zeoraid.plugin.v1.Storage.LoadSerial:output_type -> zeoraid.plugin.v1.DataResponse
-	26, // 70: zeoraid.plugin.v1.Storage.History:output_type -> zeoraid.plugin.v1.HistoryResponse
-	27, // 71: zeoraid.plugin.v1.Storage.LastTransaction:output_type -> zeoraid.plugin.v1.TidResponse
-	29, // 72: zeoraid.plugin.v1.Storage.NewOIDs:output_type -> zeoraid.plugin.v1.OidsResponse
-	30, // 73: zeoraid.plugin.v1.Storage.Info:output_type -> zeoraid.plugin.v1.InfoResponse
-	31, // 74: zeoraid.plugin.v1.Storage.Watch:output_type -> zeoraid.plugin.v1.EventMessage
-	34, // 75: zeoraid.plugin.v1.Storage.Begin:output_type -> zeoraid.plugin.v1.BeginResponse
-	2,  // 76: zeoraid.plugin.v1.Storage.Store:output_type -> zeoraid.plugin.v1.Result
-	2,  // 77: zeoraid.plugin.v1.Storage.CheckCurrentSerial:output_type -> zeoraid.plugin.v1.Result
-	2,  // 78: zeoraid.plugin.v1.Storage.Delete:output_type -> zeoraid.plugin.v1.Result
-	2,  // 79: zeoraid.plugin.v1.Storage.Restore:output_type -> zeoraid.plugin.v1.Result
-	29, // 80: zeoraid.plugin.v1.Storage.Undo:output_type -> zeoraid.plugin.v1.OidsResponse
-	29, // 81: zeoraid.plugin.v1.Storage.Vote:output_type -> zeoraid.plugin.v1.OidsResponse
-	27, // 82: zeoraid.plugin.v1.Storage.Finish:output_type -> zeoraid.plugin.v1.TidResponse
-	2,  // 83: zeoraid.plugin.v1.Storage.Abort:output_type -> zeoraid.plugin.v1.Result
-	2,  // 84: zeoraid.plugin.v1.Storage.StoreBlob:output_type -> zeoraid.plugin.v1.Result
-	2,  // 85: zeoraid.plugin.v1.Storage.RestoreBlob:output_type -> zeoraid.plugin.v1.Result
-	44, // 86: zeoraid.plugin.v1.Storage.Iterate:output_type -> zeoraid.plugin.v1.IterateItem
-	46, // 87: zeoraid.plugin.v1.Storage.RecordIterNext:output_type -> zeoraid.plugin.v1.RecordIterNextResponse
-	49, // 88: zeoraid.plugin.v1.Storage.UndoLog:output_type -> zeoraid.plugin.v1.UndoLogResponse
-	2,  // 89: zeoraid.plugin.v1.Storage.Pack:output_type -> zeoraid.plugin.v1.Result
-	40, // 90: zeoraid.plugin.v1.Storage.LoadBlob:output_type -> zeoraid.plugin.v1.BlobChunk
-	64, // [64:91] is the sub-list for method output_type
-	37, // [37:64] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	10, // 9: zeoraid.plugin.v1.OpenRequest.node:type_name -> zeoraid.plugin.v1.NodeInfo
+	8,  // 10: zeoraid.plugin.v1.OpenRequest.section:type_name -> zeoraid.plugin.v1.Section
+	13, // 11: zeoraid.plugin.v1.OpenResponse.capabilities:type_name -> zeoraid.plugin.v1.Capabilities
+	14, // 12: zeoraid.plugin.v1.OpenResponse.failure:type_name -> zeoraid.plugin.v1.Failure
+	0,  // 13: zeoraid.plugin.v1.Failure.kind:type_name -> zeoraid.plugin.v1.Failure.Kind
+	15, // 14: zeoraid.plugin.v1.Failure.conflicts:type_name -> zeoraid.plugin.v1.Conflict
+	16, // 15: zeoraid.plugin.v1.Failure.op:type_name -> zeoraid.plugin.v1.Op
+	14, // 16: zeoraid.plugin.v1.LoadBeforeResponse.failure:type_name -> zeoraid.plugin.v1.Failure
+	14, // 17: zeoraid.plugin.v1.DataResponse.failure:type_name -> zeoraid.plugin.v1.Failure
+	22, // 18: zeoraid.plugin.v1.HistoryResponse.entries:type_name -> zeoraid.plugin.v1.HistoryEntry
+	14, // 19: zeoraid.plugin.v1.HistoryResponse.failure:type_name -> zeoraid.plugin.v1.Failure
+	14, // 20: zeoraid.plugin.v1.TidResponse.failure:type_name -> zeoraid.plugin.v1.Failure
+	14, // 21: zeoraid.plugin.v1.OidsResponse.failure:type_name -> zeoraid.plugin.v1.Failure
+	14, // 22: zeoraid.plugin.v1.InfoResponse.failure:type_name -> zeoraid.plugin.v1.Failure
+	14, // 23: zeoraid.plugin.v1.BeginResponse.failure:type_name -> zeoraid.plugin.v1.Failure
+	35, // 24: zeoraid.plugin.v1.BlobUpload.header:type_name -> zeoraid.plugin.v1.BlobHeader
+	29, // 25: zeoraid.plugin.v1.TxnHeader.meta:type_name -> zeoraid.plugin.v1.TxnMeta
+	40, // 26: zeoraid.plugin.v1.IterateItem.txn:type_name -> zeoraid.plugin.v1.TxnHeader
+	39, // 27: zeoraid.plugin.v1.IterateItem.record:type_name -> zeoraid.plugin.v1.DataRecord
+	39, // 28: zeoraid.plugin.v1.RecordIterNextResponse.record:type_name -> zeoraid.plugin.v1.DataRecord
+	14, // 29: zeoraid.plugin.v1.RecordIterNextResponse.failure:type_name -> zeoraid.plugin.v1.Failure
+	45, // 30: zeoraid.plugin.v1.UndoLogResponse.entries:type_name -> zeoraid.plugin.v1.UndoInfo
+	14, // 31: zeoraid.plugin.v1.UndoLogResponse.failure:type_name -> zeoraid.plugin.v1.Failure
+	3,  // 32: zeoraid.plugin.v1.Storage.Describe:input_type -> zeoraid.plugin.v1.DescribeRequest
+	11, // 33: zeoraid.plugin.v1.Storage.Open:input_type -> zeoraid.plugin.v1.OpenRequest
+	1,  // 34: zeoraid.plugin.v1.Storage.Close:input_type -> zeoraid.plugin.v1.Empty
+	17, // 35: zeoraid.plugin.v1.Storage.LoadBefore:input_type -> zeoraid.plugin.v1.LoadBeforeRequest
+	19, // 36: zeoraid.plugin.v1.Storage.LoadSerial:input_type -> zeoraid.plugin.v1.LoadSerialRequest
+	21, // 37: zeoraid.plugin.v1.Storage.History:input_type -> zeoraid.plugin.v1.HistoryRequest
+	1,  // 38: zeoraid.plugin.v1.Storage.LastTransaction:input_type -> zeoraid.plugin.v1.Empty
+	25, // 39: zeoraid.plugin.v1.Storage.NewOIDs:input_type -> zeoraid.plugin.v1.NewOIDsRequest
+	1,  // 40: zeoraid.plugin.v1.Storage.Info:input_type -> zeoraid.plugin.v1.Empty
+	1,  // 41: zeoraid.plugin.v1.Storage.Watch:input_type -> zeoraid.plugin.v1.Empty
+	29, // 42: zeoraid.plugin.v1.Storage.Begin:input_type -> zeoraid.plugin.v1.TxnMeta
+	32, // 43: zeoraid.plugin.v1.Storage.Store:input_type -> zeoraid.plugin.v1.StoreRequest
+	32, // 44: zeoraid.plugin.v1.Storage.CheckCurrentSerial:input_type -> zeoraid.plugin.v1.StoreRequest
+	32, // 45: zeoraid.plugin.v1.Storage.Delete:input_type -> zeoraid.plugin.v1.StoreRequest
+	33, // 46: zeoraid.plugin.v1.Storage.Restore:input_type -> zeoraid.plugin.v1.RestoreRequest
+	34, // 47: zeoraid.plugin.v1.Storage.Undo:input_type -> zeoraid.plugin.v1.UndoRequest
+	30, // 48: zeoraid.plugin.v1.Storage.Vote:input_type -> zeoraid.plugin.v1.TxnRef
+	30, // 49: zeoraid.plugin.v1.Storage.Finish:input_type -> zeoraid.plugin.v1.TxnRef
+	30, // 50: zeoraid.plugin.v1.Storage.Abort:input_type -> zeoraid.plugin.v1.TxnRef
+	36, // 51: zeoraid.plugin.v1.Storage.StoreBlob:input_type -> zeoraid.plugin.v1.BlobUpload
+	36, // 52: zeoraid.plugin.v1.Storage.RestoreBlob:input_type -> zeoraid.plugin.v1.BlobUpload
+	38, // 53: zeoraid.plugin.v1.Storage.Iterate:input_type -> zeoraid.plugin.v1.IterateRequest
+	42, // 54: zeoraid.plugin.v1.Storage.RecordIterNext:input_type -> zeoraid.plugin.v1.RecordIterNextRequest
+	44, // 55: zeoraid.plugin.v1.Storage.UndoLog:input_type -> zeoraid.plugin.v1.UndoLogRequest
+	47, // 56: zeoraid.plugin.v1.Storage.Pack:input_type -> zeoraid.plugin.v1.PackRequest
+	19, // 57: zeoraid.plugin.v1.Storage.LoadBlob:input_type -> zeoraid.plugin.v1.LoadSerialRequest
+	4,  // 58: zeoraid.plugin.v1.Storage.Describe:output_type -> zeoraid.plugin.v1.DescribeResponse
+	12, // 59: zeoraid.plugin.v1.Storage.Open:output_type -> zeoraid.plugin.v1.OpenResponse
+	2,  // 60: zeoraid.plugin.v1.Storage.Close:output_type -> zeoraid.plugin.v1.Result
+	18, // 61: zeoraid.plugin.v1.Storage.LoadBefore:output_type -> zeoraid.plugin.v1.LoadBeforeResponse
+	20, // 62: zeoraid.plugin.v1.Storage.LoadSerial:output_type -> zeoraid.plugin.v1.DataResponse
+	23, // 63: zeoraid.plugin.v1.Storage.History:output_type -> zeoraid.plugin.v1.HistoryResponse
+	24, // 64: zeoraid.plugin.v1.Storage.LastTransaction:output_type -> zeoraid.plugin.v1.TidResponse
+	26, // 65: zeoraid.plugin.v1.Storage.NewOIDs:output_type -> zeoraid.plugin.v1.OidsResponse
+	27, // 66: zeoraid.plugin.v1.Storage.Info:output_type -> zeoraid.plugin.v1.InfoResponse
+	28, // 67: zeoraid.plugin.v1.Storage.Watch:output_type -> zeoraid.plugin.v1.EventMessage
+	31, // 68: zeoraid.plugin.v1.Storage.Begin:output_type -> zeoraid.plugin.v1.BeginResponse
+	2,  // 69: zeoraid.plugin.v1.Storage.Store:output_type -> zeoraid.plugin.v1.Result
+	2,  // 70: zeoraid.plugin.v1.Storage.CheckCurrentSerial:output_type -> zeoraid.plugin.v1.Result
+	2,  // 71: zeoraid.plugin.v1.Storage.Delete:output_type -> zeoraid.plugin.v1.Result
+	2,  // 72: zeoraid.plugin.v1.Storage.Restore:output_type -> zeoraid.plugin.v1.Result
+	26, // 73: zeoraid.plugin.v1.Storage.Undo:output_type -> zeoraid.plugin.v1.OidsResponse
+	26, // 74: zeoraid.plugin.v1.Storage.Vote:output_type -> zeoraid.plugin.v1.OidsResponse
+	24, // 75: zeoraid.plugin.v1.Storage.Finish:output_type -> zeoraid.plugin.v1.TidResponse
+	2,  // 76: zeoraid.plugin.v1.Storage.Abort:output_type -> zeoraid.plugin.v1.Result
+	2,  // 77: zeoraid.plugin.v1.Storage.StoreBlob:output_type -> zeoraid.plugin.v1.Result
+	2,  // 78: zeoraid.plugin.v1.Storage.RestoreBlob:output_type -> zeoraid.plugin.v1.Result
+	41, // 79: zeoraid.plugin.v1.Storage.Iterate:output_type -> zeoraid.plugin.v1.IterateItem
+	43, // 80: zeoraid.plugin.v1.Storage.RecordIterNext:output_type -> zeoraid.plugin.v1.RecordIterNextResponse
+	46, // 81: zeoraid.plugin.v1.Storage.UndoLog:output_type -> zeoraid.plugin.v1.UndoLogResponse
+	2,  // 82: zeoraid.plugin.v1.Storage.Pack:output_type -> zeoraid.plugin.v1.Result
+	37, // 83: zeoraid.plugin.v1.Storage.LoadBlob:output_type -> zeoraid.plugin.v1.BlobChunk
+	58, // [58:84] is the sub-list for method output_type
+	32, // [32:58] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_storage_proto_init() }
@@ -3692,11 +3515,11 @@ func file_storage_proto_init() {
 	if File_storage_proto != nil {
 		return
 	}
-	file_storage_proto_msgTypes[38].OneofWrappers = []any{
+	file_storage_proto_msgTypes[35].OneofWrappers = []any{
 		(*BlobUpload_Header)(nil),
 		(*BlobUpload_Chunk)(nil),
 	}
-	file_storage_proto_msgTypes[43].OneofWrappers = []any{
+	file_storage_proto_msgTypes[40].OneofWrappers = []any{
 		(*IterateItem_Txn)(nil),
 		(*IterateItem_Record)(nil),
 	}
@@ -3706,7 +3529,7 @@ func file_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_storage_proto_rawDesc), len(file_storage_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   50,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,7 +28,6 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	Storage_Describe_FullMethodName           = "/zeoraid.plugin.v1.Storage/Describe"
-	Storage_Check_FullMethodName              = "/zeoraid.plugin.v1.Storage/Check"
 	Storage_Open_FullMethodName               = "/zeoraid.plugin.v1.Storage/Open"
 	Storage_Close_FullMethodName              = "/zeoraid.plugin.v1.Storage/Close"
 	Storage_LoadBefore_FullMethodName         = "/zeoraid.plugin.v1.Storage/LoadBefore"
@@ -66,9 +65,6 @@ const (
 type StorageClient interface {
 	// Describe lists the section types the plugin implements.
 	Describe(ctx context.Context, in *DescribeRequest, opts ...grpc.CallOption) (*DescribeResponse, error)
-	// Check decodes a section as Open would and runs the options' own checks,
-	// opening nothing (zeoraid validate).
-	Check(ctx context.Context, in *CheckRequest, opts ...grpc.CallOption) (*CheckResponse, error)
 	// Open opens the process's storage from a section.
 	Open(ctx context.Context, in *OpenRequest, opts ...grpc.CallOption) (*OpenResponse, error)
 	// Close closes the storage; the host calls it before it stops the
@@ -117,16 +113,6 @@ func (c *storageClient) Describe(ctx context.Context, in *DescribeRequest, opts 
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(DescribeResponse)
 	err := c.cc.Invoke(ctx, Storage_Describe_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-func (c *storageClient) Check(ctx context.Context, in *CheckRequest, opts ...grpc.CallOption) (*CheckResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(CheckResponse)
-	err := c.cc.Invoke(ctx, Storage_Check_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -426,9 +412,6 @@ type Storage_LoadBlobClient = grpc.ServerStreamingClient[BlobChunk]
 type StorageServer interface {
 	// Describe lists the section types the plugin implements.
 	Describe(context.Context, *DescribeRequest) (*DescribeResponse, error)
-	// Check decodes a section as Open would and runs the options' own checks,
-	// opening nothing (zeoraid validate).
-	Check(context.Context, *CheckRequest) (*CheckResponse, error)
 	// Open opens the process's storage from a section.
 	Open(context.Context, *OpenRequest) (*OpenResponse, error)
 	// Close closes the storage; the host calls it before it stops the
@@ -475,9 +458,6 @@ type UnimplementedStorageServer struct{}
 
 func (UnimplementedStorageServer) Describe(context.Context, *DescribeRequest) (*DescribeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Describe not implemented")
-}
-func (UnimplementedStorageServer) Check(context.Context, *CheckRequest) (*CheckResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method Check not implemented")
 }
 func (UnimplementedStorageServer) Open(context.Context, *OpenRequest) (*OpenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Open not implemented")
@@ -589,24 +569,6 @@ func _Storage_Describe_Handler(srv interface{}, ctx context.Context, dec func(in
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(StorageServer).Describe(ctx, req.(*DescribeRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
-func _Storage_Check_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(CheckRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(StorageServer).Check(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: Storage_Check_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(StorageServer).Check(ctx, req.(*CheckRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1028,10 +990,6 @@ var Storage_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Describe",
 			Handler:    _Storage_Describe_Handler,
-		},
-		{
-			MethodName: "Check",
-			Handler:    _Storage_Check_Handler,
 		},
 		{
 			MethodName: "Open",

@@ -134,15 +134,6 @@ func (s *server) decode(sec *proto.Section) (*stack.Module, any, zconfig.ErrorLi
 	return m, opts, nil
 }
 
-func (s *server) Check(_ context.Context, r *proto.CheckRequest) (*proto.CheckResponse, error) {
-	_, _, errs := s.decode(r.GetSection())
-	resp := &proto.CheckResponse{}
-	for _, e := range errs {
-		resp.Errors = append(resp.Errors, &proto.ConfigError{Pos: wire.Pos(e.Pos), Msg: e.Msg})
-	}
-	return resp, nil
-}
-
 func (s *server) Open(ctx context.Context, r *proto.OpenRequest) (*proto.OpenResponse, error) {
 	s.mu.Lock()
 	busy := s.st != nil || s.closed
