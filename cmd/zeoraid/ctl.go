@@ -38,7 +38,7 @@ commands:
   disable NAME           degrade NAME ("disabled by controller")
   verify A B             compare the histories of children A and B
   info [--json]          state, lag, latency and recovery progress of every child
-  reload                 ask the server to re-read its configuration
+  reload                 ask the server to re-read its configuration; prints what changed
 exit status (Nagios): 0 optimal, 1 recovering, 2 degraded or failed, 3 error`
 
 // ctlTarget is where ctl and check connect.
@@ -230,6 +230,9 @@ func ctlCommand(rc *raidConn, cmd string, pos []string, opts map[string]bool, st
 			return exitUnknown, err
 		}
 		fmt.Fprintln(stdout, asString(r))
+		if _, isRAID := rc.methods.Get("raid_status"); !isRAID {
+			return exitOK, nil
+		}
 		return status()
 	case "verify":
 		r, err := rc.call("raid_verify", pos[0], pos[1])
@@ -248,6 +251,11 @@ func ctlCommand(rc *raidConn, cmd string, pos []string, opts map[string]bool, st
 			return exitUnknown, err
 		}
 		m, _ := toPlain(r).(map[string]any)
+		if _, ok := rc.methods.Get("reload_status"); ok {
+			if lr, err := rc.call("reload_status"); err == nil {
+				m["last_reload"] = toPlain(lr)
+			}
+		}
 		if opts["json"] {
 			b, err := json.MarshalIndent(m, "", "  ")
 			if err != nil {
@@ -380,6 +388,29 @@ func printInfo(w io.Writer, m map[string]any) {
 			fmt.Fprintf(w, "         recovery from %v: %.0f%% %s\n", rec["source"], pct, describeRecovery(rec))
 		}
 	}
+	if lr, ok := m["last_reload"].(map[string]any); ok {
+		fmt.Fprintln(w, describeReload(lr))
+	}
+}
+
+// describeReload is the "last reload" line of ctl info: when, what asked
+// for it, and its result or error.
+func describeReload(lr map[string]any) string {
+	when, ok := lr["when"].(float64)
+	if !ok {
+		return "last reload: none"
+	}
+	at := time.Unix(0, int64(when*1e9)).Format(time.RFC3339)
+	if lr["ok"] != true {
+		return fmt.Sprintf("last reload: %s (%v) refused: %v", at, lr["trigger"], lr["error"])
+	}
+	var changes []string
+	if s, ok := lr["summary"].([]any); ok {
+		for _, x := range s {
+			changes = append(changes, fmt.Sprint(x))
+		}
+	}
+	return fmt.Sprintf("last reload: %s (%v) ok: %s", at, lr["trigger"], strings.Join(changes, "; "))
 }
 
 // asString returns a str or bytes reply as a string.

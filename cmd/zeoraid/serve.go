@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/zeoraid/zeoraid/stack"
+	"github.com/zeoraid/zeoraid/stack/configwatch"
 	"github.com/zeoraid/zeoraid/stack/eventlog"
 	"github.com/zeoraid/zeoraid/stack/server"
 	"github.com/zeoraid/zeoraid/zconfig"
@@ -35,6 +36,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	timeout := fs.Int("t", 0, "transaction timeout in seconds (overrides <zeo> transaction-timeout)")
 	pidFile := fs.String("pid-file", "", "write the server's pid to this file (overrides <zeo> pid-filename)")
 	readyFile := fs.String("ready-file", "", "once listening, write the bound address to this file (for tests and supervisors; useful with port 0)")
+	noWatch := fs.Bool("no-watch", false, "do not reload when the configuration files change (SIGHUP and `zeoraid ctl reload` still do)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: zeoraid serve [-C zeo.conf] [-a ADDRESS] [-f Data.fs]... [-t SECONDS] [--pid-file PATH]")
 		fs.PrintDefaults()
@@ -51,12 +53,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		printConfigError(stderr, err)
 		return 2
 	}
-	if *timeout > 0 {
-		cfg.ZEO.TransactionTimeout = *timeout
-	}
-	if *pidFile != "" {
-		cfg.ZEO.PidFilename = zconfig.ExistingDirPath(*pidFile)
-	}
+	applyOverrides(cfg, *timeout, *pidFile)
 	log, err := eventlog.New(cfg.EventLog)
 	if err != nil {
 		// The section was checked when it was decoded; what is left is
@@ -68,7 +65,14 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	for _, w := range cfg.Warnings {
 		log.Warn(w)
 	}
-	if err := serve(cfg, log, *readyFile); err != nil {
+	src := reloadSource{conf: *conf, watch: !*noWatch && *conf != "", load: func() (*stack.Config, error) {
+		c, err := serveConfig(*conf, *addr, files)
+		if err == nil {
+			applyOverrides(c, *timeout, *pidFile)
+		}
+		return c, err
+	}}
+	if err := serve(cfg, log, *readyFile, src); err != nil {
 		log.WithError(err).Error("server stopped")
 		fmt.Fprintf(stderr, "zeoraid: %v\n", err)
 		return 1
@@ -154,22 +158,29 @@ func orDefault(s, def string) string {
 	return s
 }
 
-// serve opens the storages, listens, and runs until SIGTERM or SIGINT.
-func serve(cfg *stack.Config, log *eventlog.Logger, readyFile string) error {
+// serve opens the storages, listens, and runs until SIGTERM or SIGINT;
+// SIGHUP, `zeoraid ctl reload` and (unless --no-watch) a change of the
+// configuration files reload it (docs/reload.md).
+func serve(cfg *stack.Config, log *eventlog.Logger, readyFile string, src reloadSource) error {
 	ctx := context.Background()
-	tree, err := stack.Build(ctx, cfg, stack.BuildOptions{Log: log})
+	// One pool for the first tree and every reload's, so that a new tree
+	// shares what the running one holds.
+	buildOpts := stack.BuildOptions{Log: log, Pool: stack.NewPool()}
+	tree, err := stack.Build(ctx, cfg, buildOpts)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := tree.Close(); err != nil {
-			log.WithError(err).Error("closing storages")
-		}
-	}()
 	var mounts []*stack.Mount
 	for _, name := range tree.Names {
 		mounts = append(mounts, stack.NewMount(name, tree.Roots[name].Storage))
 	}
+	reloader := stack.NewReloader(tree, mounts)
+	reloader.Load, reloader.Build, reloader.Log = src.load, buildOpts, log
+	defer func() {
+		if err := reloader.Close(); err != nil {
+			log.WithError(err).Error("closing storages")
+		}
+	}()
 	tlsConf, err := serverTLS(cfg.ZEO.SSL)
 	if err != nil {
 		return err
@@ -182,6 +193,7 @@ func serve(cfg *stack.Config, log *eventlog.Logger, readyFile string) error {
 		Msgpack:               useMsgpack(cfg.ZEO.Msgpack),
 		TLS:                   tlsConf,
 		Log:                   log,
+		Extensions:            reloadExtensions(reloader),
 	})
 	l, err := server.Listen(cfg.ZEO.Address.Network, cfg.ZEO.Address.String())
 	if err != nil {
@@ -206,18 +218,34 @@ func serve(cfg *stack.Config, log *eventlog.Logger, readyFile string) error {
 			return fmt.Errorf("ready file: %w", err)
 		}
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
+	host := &serveHost{srv: srv, log: log, cfg: cfg, listener: l, served: make(chan error, 1)}
+	reloader.Host = host
+	host.serveOn(l)
+	served := host.served
+	if src.watch {
+		w, err := configwatch.New(src.conf, configwatch.Options{Log: log, OnChange: func() {
+			_, _ = reloader.Reload(ctx, "file change")
+		}})
+		if err != nil {
+			log.WithError(err).Warn("cannot watch the configuration files; SIGHUP and zeoraid ctl reload still reload")
+		} else {
+			defer w.Close()
+		}
+	}
 	log.WithField("address", l.Addr().String()).WithField("storages", strings.Join(tree.Names, ",")).Info("zeoraid serving")
 
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR2, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	for {
 		select {
 		case err := <-served:
 			return err
 		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				go func() { _, _ = reloader.Reload(ctx, "SIGHUP") }()
+				continue
+			}
 			if sig == syscall.SIGUSR2 {
 				if err := log.Reopen(); err != nil {
 					log.WithError(err).Error("reopening log files")
