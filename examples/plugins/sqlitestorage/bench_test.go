@@ -6,6 +6,7 @@ import (
 	"math/rand"
 	"testing"
 
+	"github.com/zeoraid/zeoraid/examples/plugins/sqlitestorage"
 	"github.com/zeoraid/zeoraid/stack"
 )
 
@@ -15,7 +16,7 @@ const benchObjects = 10000
 
 // populated opens a storage holding benchObjects objects of 200 bytes,
 // written 1000 to a transaction.
-func populated(b *testing.B) *benchStorage {
+func populated(b *testing.B) *sqlitestorage.Storage {
 	s := open(b, testOptions(b))
 	b.Cleanup(func() { _ = s.Close() })
 	ctx := context.Background()
@@ -37,10 +38,8 @@ func populated(b *testing.B) *benchStorage {
 			b.Fatal(err)
 		}
 	}
-	return &benchStorage{s}
+	return s
 }
-
-type benchStorage struct{ stack.Storage }
 
 // BenchmarkLoad is loadBefore of the current revision of random objects
 // from parallel goroutines, as a ZEO server's clients load.

@@ -4,7 +4,7 @@
 // toolchain). It has undo, pack with and without garbage collection,
 // iteration, restore, deleteObject and blobs, and it is written as a
 // third-party module would write one: it uses only the public stack
-// packages, zconfig's option types and the driver.
+// packages, zconfig's option types, logrus and the driver.
 //
 // The file holds three tables: object_state (one row per object revision),
 // transactions (one row per transaction) and meta (format, next oid, last

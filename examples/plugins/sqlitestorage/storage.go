@@ -238,9 +238,6 @@ func (s *Storage) brokenErr() error {
 	return s.broken
 }
 
-// Path is the database file.
-func (s *Storage) Path() string { return string(s.opts.Path) }
-
 // Options returns the options the storage was opened with.
 func (s *Storage) Options() Options { return s.opts }
 
