@@ -165,7 +165,7 @@ func serve(cfg *stack.Config, log *eventlog.Logger, readyFile string, src reload
 	ctx := context.Background()
 	// One pool for the first tree and every reload's, so that a new tree
 	// shares what the running one holds.
-	buildOpts := stack.BuildOptions{Log: log, Pool: stack.NewPool()}
+	buildOpts := stack.BuildOptions{Log: log, Pool: stack.NewPool(), Import: pluginImporter(log)}
 	tree, err := stack.Build(ctx, cfg, buildOpts)
 	if err != nil {
 		return err
