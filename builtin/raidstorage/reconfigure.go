@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -23,7 +25,9 @@ var _ stack.Reconfigurer = (*Storage)(nil)
 // (or whose storage was replaced, which counts as removed and added) leave
 // the RAID once their calls in flight ended. Refused: removing every
 // optimal child, and an added child that cannot be a mirror (no restore)
-// or lacks a capability the RAID offers its clients.
+// or lacks a capability the RAID offers its clients. An added child that
+// does not answer within call-timeout (a server still down) is added all
+// the same; its recovery checks what it supports.
 func (r *Storage) Reconfigure(ctx context.Context, n *stack.Node, opts any) (stack.Change, error) {
 	o, ok := opts.(*Options)
 	if !ok {
@@ -36,6 +40,7 @@ func (r *Storage) Reconfigure(ctx context.Context, n *stack.Node, opts any) (sta
 		return nil, err
 	}
 	ch := &change{r: r, opts: *o}
+	unreached := r.probeAdded(ctx, n, o.CallTimeout)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -53,16 +58,22 @@ func (r *Storage) Reconfigure(ctx context.Context, n *stack.Node, opts any) (sta
 			}
 			continue
 		}
-		caps := st.Capabilities()
-		if !caps.Restore {
-			return nil, fmt.Errorf("child %q cannot be a mirror: it does not accept the RAID's tids (no restore capability)", name)
-		}
-		if missing := missingCaps(caps, r.caps); missing != "" {
-			return nil, fmt.Errorf("child %q lacks %s, which the RAID offers its clients", name, missing)
-		}
 		c := &child{name: name, st: st, state: Degraded, reason: ReasonAdded, expect: map[stack.Tid]bool{}, commitsAtDegrade: -1}
-		if err := unimplemented(c); err != nil {
-			return nil, err
+		if err, ok := unreached[st]; ok {
+			// A remote server that does not answer yet cannot tell what
+			// it supports: as at start-up, the recovery checks it.
+			r.log.WithError(err).WithField("child", name).Warn("child added by reload is not reachable yet; its capabilities are checked when it is recovered")
+		} else {
+			caps := st.Capabilities()
+			if !caps.Restore {
+				return nil, fmt.Errorf("child %q cannot be a mirror: it does not accept the RAID's tids (no restore capability)", name)
+			}
+			if missing := missingCaps(caps, r.caps); missing != "" {
+				return nil, fmt.Errorf("child %q lacks %s, which the RAID offers its clients", name, missing)
+			}
+			if err := unimplemented(c); err != nil {
+				return nil, err
+			}
 		}
 		ch.next = append(ch.next, c)
 		ch.added = append(ch.added, c)
@@ -76,6 +87,54 @@ func (r *Storage) Reconfigure(ctx context.Context, n *stack.Node, opts any) (sta
 		return nil, errors.New("refused: the reload would remove every optimal child")
 	}
 	return ch, nil
+}
+
+// addedProbeLimit bounds how long a reload waits for an added child to
+// answer (a <zeoclient> opened with wait false is still connecting).
+const addedProbeLimit = 5 * time.Second
+
+// probeAdded asks every child of n that is not one of the RAID's for its
+// last tid, in parallel, as the start-up does: a backend failure is asked
+// again until call-timeout (at most addedProbeLimit). It returns the
+// children that did not answer, with the last error.
+func (r *Storage) probeAdded(ctx context.Context, n *stack.Node, callTimeout time.Duration) map[stack.Storage]error {
+	r.mu.Lock()
+	var added []stack.Storage
+	for i, st := range n.Children {
+		if c := r.byName[n.ChildNames[i]]; c == nil || c.st != st {
+			added = append(added, st)
+		}
+	}
+	r.mu.Unlock()
+	pctx, cancel := context.WithTimeout(ctx, min(callTimeout, addedProbeLimit))
+	defer cancel()
+	errs := make([]error, len(added))
+	var wg sync.WaitGroup
+	for i, st := range added {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				_, errs[i] = st.LastTransaction(pctx)
+				if errs[i] == nil || !stack.IsBackendFailure(errs[i]) {
+					return
+				}
+				select {
+				case <-pctx.Done():
+					return
+				case <-time.After(probeEvery):
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	out := map[stack.Storage]error{}
+	for i, st := range added {
+		if errs[i] != nil {
+			out[st] = errs[i]
+		}
+	}
+	return out
 }
 
 // change is a prepared reconfiguration of a RAID.

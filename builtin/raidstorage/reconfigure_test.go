@@ -4,7 +4,9 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/zeoraid/zeoraid/builtin/mappingstorage"
 	"github.com/zeoraid/zeoraid/builtin/raidstorage"
 	"github.com/zeoraid/zeoraid/stack"
 	"github.com/zeoraid/zeoraid/zconfig"
@@ -137,5 +139,100 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// connecting is a child that behaves like a remote server still being
+// connected to: until ready, lastTransaction fails with a backend failure
+// and it reports no capability (a <zeoclient> opened with wait false).
+type connecting struct {
+	*mappingstorage.Storage
+	ready time.Time // zero: never
+}
+
+func (c *connecting) up() bool { return !c.ready.IsZero() && time.Now().After(c.ready) }
+
+func (c *connecting) LastTransaction(ctx context.Context) (stack.Tid, error) {
+	if !c.up() {
+		return 0, errIO
+	}
+	return c.Storage.LastTransaction(ctx)
+}
+
+func (c *connecting) Capabilities() stack.Capabilities {
+	if !c.up() {
+		return stack.Capabilities{}
+	}
+	return c.Storage.Capabilities()
+}
+
+func init() {
+	type opts struct {
+		Delay time.Duration `zconfig:"delay" doc:"until it answers"`
+		Never bool          `zconfig:"never" doc:"never answers"`
+	}
+	stack.Register(stack.Module{Type: "connectingstorage", Doc: "test: a child still connecting", Options: &opts{},
+		Open: func(_ context.Context, n *stack.Node, o any) (stack.Storage, error) {
+			c := &connecting{Storage: mappingstorage.New(n.Path, nil)}
+			if !o.(*opts).Never {
+				c.ready = time.Now().Add(o.(*opts).Delay)
+			}
+			return c, nil
+		}})
+}
+
+// A child added while it is still connecting is probed as at start-up: one
+// that answers within call-timeout has its capabilities checked and is
+// recovered; one that does not answer is added degraded all the same.
+func TestReconfigureAddConnecting(t *testing.T) {
+	tree, _, err := rebuild(t, nil, raidAB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tree.Close() })
+	r := tree.Roots["main"].Storage.(*raidstorage.Storage)
+	commit(t, r, "one", 1)
+	tree2, sum, err := rebuild(t, tree, `<raidstorage main>
+  read-distribution first
+  call-timeout 5s
+  <mappingstorage a/>
+  <mappingstorage b/>
+  <connectingstorage c>
+    delay 1s
+  </connectingstorage>
+</raidstorage>
+`)
+	if err != nil {
+		t.Fatalf("adding a child that connects within call-timeout: %v", err)
+	}
+	tree = tree2
+	if !strings.Contains(strings.Join(sum, "|"), "child c added (degraded: added by reload)") {
+		t.Fatalf("summary %q", sum)
+	}
+	must(t, r.Recover("c", false))
+	waitState(t, r, "c", raidstorage.Optimal)
+
+	tree2, sum, err = rebuild(t, tree, `<raidstorage main>
+  read-distribution first
+  call-timeout 1s
+  <mappingstorage a/>
+  <mappingstorage b/>
+  <connectingstorage c>
+    delay 1s
+  </connectingstorage>
+  <connectingstorage d>
+    never true
+  </connectingstorage>
+</raidstorage>
+`)
+	if err != nil {
+		t.Fatalf("adding a child that does not answer: %v", err)
+	}
+	tree = tree2
+	if st, reason, ok := r.ChildState("d"); !ok || st != raidstorage.Degraded || reason != raidstorage.ReasonAdded {
+		t.Fatalf("unreachable added child: %v %q %v (summary %q)", st, reason, ok, sum)
+	}
+	if st, _, _ := r.ChildState("c"); st != raidstorage.Optimal {
+		t.Fatal("a child that stayed lost its state")
 	}
 }
