@@ -134,7 +134,7 @@ func (t *txn) current(oid stack.Oid) (int64, stack.Tid, bool, error) {
 // add appends a record for oid to the transaction.
 func (t *txn) add(oid stack.Oid, recTid stack.Tid, prev int64, data []byte, back int64) error {
 	p := t.nextPos()
-	if q := int64(t.s.opts.Quota); q > 0 && p > q {
+	if q := int64(t.s.live.Load().Quota); q > 0 && p > q {
 		return &stack.StorageError{Class: QuotaErrorClass, Msg: fmt.Sprintf("the storage quota (%d bytes) has been exceeded", q)}
 	}
 	if p+dataHeaderLen+8+int64(len(data)) >= maxFilePos {

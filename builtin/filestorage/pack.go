@@ -56,9 +56,10 @@ func (s *Storage) Pack(ctx context.Context, t time.Time, gc bool) (err error) {
 			return err
 		}
 	}
-	gc = gc && s.opts.PackGC // pack-gc false is the operator's veto
+	live := s.live.Load()
+	gc = gc && live.PackGC // pack-gc false is the operator's veto
 	log := s.log.WithFields(logrus.Fields{"pack_tid": packTid.String(), "gc": gc})
-	p := &packer{s: s, log: log, packTid: packTid, gc: gc}
+	p := &packer{s: s, log: log, packTid: packTid, gc: gc, keepOld: live.PackKeepOld}
 	err = p.run(ctx, end)
 	if err != nil {
 		os.Remove(s.path + ".pack")
@@ -72,6 +73,7 @@ type packer struct {
 	log     logrus.FieldLogger
 	packTid stack.Tid
 	gc      bool
+	keepOld bool // pack-keep-old when the pack started
 
 	src     reader
 	packPos int64
@@ -574,7 +576,7 @@ func (p *packer) swap() error {
 	s.mu.Unlock()
 	p.log.WithFields(logrus.Fields{"size": pos, "objects": ix.len()}).Info("packed")
 	p.removeBlobs()
-	if !s.opts.PackKeepOld {
+	if !p.keepOld {
 		if err := os.Remove(s.path + ".old"); err != nil {
 			p.log.WithError(err).Warn("cannot remove the pre-pack file")
 		}
@@ -594,7 +596,7 @@ func (p *packer) removeBlobs() {
 		return
 	}
 	old := b.Path + ".old"
-	keep := p.s.opts.PackKeepOld
+	keep := p.keepOld
 	for _, r := range p.removed {
 		var err error
 		if keep {

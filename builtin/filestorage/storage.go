@@ -25,7 +25,8 @@ type Storage struct {
 	// node names the storage in errors (stack.OpError): the node path of
 	// the section that opened it, or the file's path when opened directly.
 	node     string
-	opts     Options
+	opts     Options                 // as opened
+	live     atomic.Pointer[Options] // as last configured: the keys a reload changes (Reconfigure)
 	log      logrus.FieldLogger
 	readOnly bool
 	blobs    *blobdir.Dir // nil without blob-dir
@@ -74,6 +75,7 @@ func Open(path string, opts Options, log logrus.FieldLogger) (*Storage, error) {
 		return nil, fmt.Errorf("filestorage %s: packer %q is not supported: only the default packer (ZODB.FileStorage.packed.FileStoragePacker) exists in zeoraid", path, opts.Packer)
 	}
 	s := &Storage{path: path, node: path, opts: opts, log: log, readOnly: opts.ReadOnly, commitLock: make(chan struct{}, 1), done: make(chan struct{})}
+	s.live.Store(&opts)
 	if !s.readOnly {
 		l, err := lock(path + ".lock")
 		if err != nil {
