@@ -115,6 +115,9 @@ func Open(opts Options, node string, log logrus.FieldLogger) (_ *Storage, err er
 		if s.wr, err = openDB(path, 1, "_pragma=journal_mode(WAL)", "_pragma=synchronous(FULL)", "_txlock=immediate"); err != nil {
 			return nil, err
 		}
+		if err := checkDurable(ctx, s.wr); err != nil {
+			return nil, err
+		}
 		if err := initSchema(ctx, s.wr, false); err != nil {
 			return nil, err
 		}
@@ -142,6 +145,22 @@ func Open(opts Options, node string, log logrus.FieldLogger) (_ *Storage, err er
 	log.WithFields(logrus.Fields{"last_tid": m.last.String(), "objects": m.objects, "read_only": opts.ReadOnly,
 		"took": time.Since(start).Round(time.Millisecond).String()}).Info("opened")
 	return s, nil
+}
+
+// checkDurable makes sure the writer connection got WAL and
+// synchronous=FULL: SQLite silently keeps another journal mode where the
+// file system cannot share memory for WAL, and acknowledging a commit
+// before it is synced is not an option.
+func checkDurable(ctx context.Context, wr *sql.DB) error {
+	var mode string
+	var sync int
+	if err := wr.QueryRowContext(ctx, `SELECT journal_mode, synchronous FROM pragma_journal_mode(), pragma_synchronous()`).Scan(&mode, &sync); err != nil {
+		return err
+	}
+	if mode != "wal" || sync != 2 {
+		return fmt.Errorf("the writer connection runs with journal_mode %s and synchronous %d, want wal and 2 (FULL)", mode, sync)
+	}
+	return nil
 }
 
 // prepare prepares the hot read statements.
