@@ -22,12 +22,12 @@ import (
 type blobDir struct {
 	dir    string
 	shared *blobdir.Dir // the server's directory, with shared-blob-dir
-	limit  int64        // blob-cache-size; 0: unbounded
-	check  int64        // bytes added between two size checks
+	dlMu   sync.Mutex   // one download at a time
 
-	dlMu  sync.Mutex // one download at a time
-	mu    sync.Mutex
-	added int64 // bytes added since the last size check
+	mu    sync.Mutex // guards the rest
+	limit int64      // blob-cache-size; 0: unbounded
+	check int64      // bytes added between two size checks
+	added int64      // bytes added since the last size check
 }
 
 func openBlobDir(o Options) (*blobDir, error) {
@@ -44,11 +44,20 @@ func openBlobDir(o Options) (*blobDir, error) {
 			return nil, fmt.Errorf("shared blob-dir: %w", err)
 		}
 	}
+	b.setLimits(&o)
+	return b, nil
+}
+
+// setLimits takes blob-cache-size and blob-cache-size-check from o (a
+// shared directory is the server's: never pruned).
+func (b *blobDir) setLimits(o *Options) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.limit, b.check = 0, 0
 	if o.BlobCacheSize != nil && b.shared == nil {
 		b.limit = int64(*o.BlobCacheSize)
 		b.check = b.limit * int64(o.BlobCacheSizeCheck) / 100
 	}
-	return b, nil
 }
 
 // path is where the committed blob of oid's revision tid lives.
@@ -113,24 +122,23 @@ func moveFile(from, to string) error {
 // grew accounts for the new file keep of n bytes and prunes the cache
 // every check bytes (never removing keep, which a caller is about to use).
 func (b *blobDir) grew(keep string, n int64) {
-	if b.limit == 0 {
-		return
-	}
 	b.mu.Lock()
-	b.added += n
-	due := b.added >= b.check
-	if due {
-		b.added = 0
+	limit, due := b.limit, false
+	if limit > 0 {
+		b.added += n
+		if due = b.added >= b.check; due {
+			b.added = 0
+		}
 	}
 	b.mu.Unlock()
 	if due {
-		b.prune(keep)
+		b.prune(keep, limit)
 	}
 }
 
 // prune removes the least recently modified cached blobs until the cache
-// is within its limit.
-func (b *blobDir) prune(keep string) {
+// is within limit.
+func (b *blobDir) prune(keep string, limit int64) {
 	type file struct {
 		path string
 		size int64
@@ -150,7 +158,7 @@ func (b *blobDir) prune(keep string) {
 	})
 	sort.Slice(files, func(i, j int) bool { return files[i].mod < files[j].mod })
 	for _, f := range files {
-		if total <= b.limit {
+		if total <= limit {
 			break
 		}
 		if f.path != keep && os.Remove(f.path) == nil {

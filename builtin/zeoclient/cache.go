@@ -118,7 +118,7 @@ func (c *cache) knows(oid stack.Oid, serial stack.Tid) bool {
 func (c *cache) store(oid stack.Oid, before stack.Tid, rev stack.Revision, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if rev.NextSerial == 0 && c.invalidatedSince(oid, gen) {
+	if c.max <= 0 || rev.NextSerial == 0 && c.invalidatedSince(oid, gen) {
 		return
 	}
 	o := c.object(oid)
@@ -169,6 +169,15 @@ func (c *cache) object(oid stack.Oid) *object {
 	o := &object{oid: oid}
 	c.objs[oid] = c.lru.PushFront(o)
 	return o
+}
+
+// resize changes the bound (cache-size changed by a reload), evicting
+// what no longer fits; 0 empties the cache and keeps it empty.
+func (c *cache) resize(max int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.max = max
+	c.evict()
 }
 
 func (c *cache) evict() {

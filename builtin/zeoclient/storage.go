@@ -34,10 +34,11 @@ const (
 // concurrent use.
 type Storage struct {
 	path     string
-	opts     Options
+	opts     Options                 // as opened
+	cfg      atomic.Pointer[Options] // as last configured: the keys a reload changes (Reconfigure)
 	log      logrus.FieldLogger
 	notifier *stack.Notifier
-	cache    *cache // nil when cache-size is 0
+	cache    *cache // holds nothing while cache-size is 0
 	blobs    *blobDir
 
 	commit chan struct{} // one transaction at a time: Begin sends, the end receives
@@ -131,9 +132,8 @@ func Open(ctx context.Context, path string, o Options, log logrus.FieldLogger) (
 		kick:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 	}
-	if o.CacheSize > 0 {
-		s.cache = newCache(int64(o.CacheSize))
-	}
+	s.cfg.Store(&o)
+	s.cache = newCache(int64(o.CacheSize))
 	if o.BlobDir != "" {
 		b, err := openBlobDir(o)
 		if err != nil {
@@ -390,8 +390,8 @@ func (s *Storage) connectTo(network, addr string, fallback bool) (*session, erro
 	if err := s.catchUp(ctx, ss, last); err != nil {
 		return fail(err)
 	}
-	if s.opts.ClientLabel != "" {
-		if err := c.CallAsync(ctx, "set_client_label", s.opts.ClientLabel); err != nil {
+	if label := s.cfg.Load().ClientLabel; label != "" {
+		if err := c.CallAsync(ctx, "set_client_label", label); err != nil {
 			return fail(err)
 		}
 	}
@@ -476,9 +476,7 @@ func (s *Storage) catchUp(ctx context.Context, ss *session, server stack.Tid) er
 	var ev *stack.Event
 	switch {
 	case server < last && seen && replace:
-		if s.cache != nil {
-			s.cache.rewind(server)
-		}
+		s.cache.rewind(server)
 		s.evMu.Lock()
 		s.rewound, s.remoteLast = true, server
 		s.evMu.Unlock()
@@ -501,15 +499,13 @@ func (s *Storage) catchUp(ctx context.Context, ss *session, server stack.Tid) er
 		}
 		ev = &stack.Event{Tid: server, Oids: oids}
 	}
-	if s.cache != nil {
-		s.cache.setLast(server)
-	}
+	s.cache.setLast(server)
 	if ev != nil {
 		if ev.Oids == nil && seen {
 			s.dropCaches(ev.Tid)
 			ev.Reset = true
 		}
-		if s.cache != nil && ev.Oids != nil {
+		if ev.Oids != nil {
 			s.cache.invalidate(ev.Tid, ev.Oids, false)
 		}
 		s.publish(*ev)
@@ -591,9 +587,7 @@ func iterateOids(ctx context.Context, c *zeoproto.Client, start, stop stack.Tid)
 // dropCaches handles a reconnection after which nobody can tell what
 // changed: the load cache is emptied, and watchers get a Reset event.
 func (s *Storage) dropCaches(tid stack.Tid) {
-	if s.cache != nil {
-		s.cache.clear()
-	}
+	s.cache.clear()
 	s.log.WithField("tid", tid.String()).Warn("cannot tell which objects changed while disconnected (server's invalidation queue too short and no iteration); dropped the load cache and told watchers to drop theirs")
 }
 
@@ -654,9 +648,7 @@ func (ss *session) handle(m zeoproto.Message) {
 // event (held back while our own tpc_finish is in flight, so that events
 // stay in tid order).
 func (s *Storage) foreign(ev stack.Event) {
-	if s.cache != nil {
-		s.cache.invalidate(ev.Tid, ev.Oids, true)
-	}
+	s.cache.invalidate(ev.Tid, ev.Oids, true)
 	s.evMu.Lock()
 	defer s.evMu.Unlock()
 	if s.finishing {
@@ -755,18 +747,15 @@ func (s *Storage) LoadBefore(ctx context.Context, oid stack.Oid, before stack.Ti
 	if err != nil {
 		return stack.Revision{}, s.opErr("loadBefore", &oid, &before, err)
 	}
-	var gen uint64
-	if s.cache != nil {
-		if rev, ok := s.cache.load(oid, before); ok {
-			return rev, nil
-		}
-		gen = s.cache.generation()
+	if rev, ok := s.cache.load(oid, before); ok {
+		return rev, nil
 	}
+	gen := s.cache.generation()
 	rev, err := ss.c.LoadBefore(ctx, oid, before)
 	if err != nil {
 		return stack.Revision{}, s.opErr("loadBefore", &oid, &before, err)
 	}
-	if s.cache != nil && rev.Found() {
+	if rev.Found() {
 		s.cache.store(oid, before, rev, gen)
 	}
 	return rev, nil
@@ -874,8 +863,9 @@ func (s *Storage) NewOIDs(ctx context.Context, n int) ([]stack.Oid, error) {
 	return out, nil
 }
 
-// Options returns the options the node was opened with.
-func (s *Storage) Options() Options { return s.opts }
+// Options returns the options in force: as opened, with the keys a reload
+// changed in place.
+func (s *Storage) Options() Options { return *s.cfg.Load() }
 
 // Watch implements stack.Storage.
 func (s *Storage) Watch(ch chan<- stack.Event) stack.Tid { return s.notifier.Watch(ch) }
@@ -892,7 +882,7 @@ func (s *Storage) Info(ctx context.Context) (stack.Info, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	info := stack.Info{Name: s.opts.Name, Length: s.info.length, Size: s.info.size}
+	info := stack.Info{Name: s.cfg.Load().Name, Length: s.info.length, Size: s.info.size}
 	if info.Name == "" {
 		info.Name = s.info.name
 	}

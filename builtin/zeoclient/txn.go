@@ -467,7 +467,7 @@ func (t *Txn) startExistChecks(ctx context.Context) []*existCheck {
 		if (op.kind != opStore && op.kind != opBlob && op.kind != opDelete) || op.serial == 0 || op.restored {
 			continue
 		}
-		if t.s.cache != nil && t.s.cache.knows(op.oid, op.serial) {
+		if t.s.cache.knows(op.oid, op.serial) {
 			continue
 		}
 		checks = append(checks, &existCheck{op: op, done: make(chan struct{})})
@@ -630,9 +630,7 @@ func (t *Txn) Finish(ctx context.Context) (stack.Tid, error) {
 		return fail(err)
 	}
 	oids := dedup(t.oids)
-	if s.cache != nil {
-		s.cache.invalidate(tid, oids, true)
-	}
+	s.cache.invalidate(tid, oids, true)
 	for _, b := range t.blobs {
 		if err := s.blobs.committed(b.oid, tid, b.path); err != nil {
 			s.log.WithError(err).WithField("oid", b.oid.String()).Warn("could not keep the committed blob in the blob cache")
