@@ -98,6 +98,14 @@ type CompareResult struct {
 // bound stop by a tid both have committed to compare a moving pair. Each
 // iterator call is bounded by callTimeout (0: only by ctx).
 func CompareHistories(ctx context.Context, a, b Storage, start, stop Tid, callTimeout time.Duration) (CompareResult, error) {
+	return CompareHistoriesPaced(ctx, a, b, start, stop, callTimeout, nil)
+}
+
+// CompareHistoriesPaced is CompareHistories with pace, when not nil,
+// called after each pair of equal transactions with the count so far: it
+// may wait (a throttled background check), and its error ends the
+// comparison.
+func CompareHistoriesPaced(ctx context.Context, a, b Storage, start, stop Tid, callTimeout time.Duration, pace func(ctx context.Context, n int) error) (CompareResult, error) {
 	var res CompareResult
 	ia, ok := AsIterator(a)
 	ib, ok2 := AsIterator(b)
@@ -154,5 +162,10 @@ func CompareHistories(ctx context.Context, a, b Storage, start, stop Tid, callTi
 		}
 		res.Transactions++
 		res.Last = ra.Tid
+		if pace != nil {
+			if err := pace(ctx, res.Transactions); err != nil {
+				return res, err
+			}
+		}
 	}
 }

@@ -35,6 +35,8 @@ type ZEOOptions struct {
 	ClientConflictResolution bool                    `zconfig:"client-conflict-resolution" doc:"accepted for compatibility: zeoraid always returns conflicts to the client for resolution"`
 	Msgpack                  *bool                   `zconfig:"msgpack" doc:"announce M5 (msgpack) instead of Z5 (pickle); when absent, on iff $ZEO_MSGPACK is non-empty (runzeo's rule)"`
 	SSL                      *SSLOptions             `zconfig:"ssl,section" doc:"TLS; client certificates are required"`
+	AdminAddress             *zconfig.BindAddress    `zconfig:"admin-address" doc:"zeoraid: where the HTTP admin endpoint listens (/metrics, /healthz, /readyz, /status); absent: none (docs/operations.md)"`
+	ManagementTrust          string                  `zconfig:"management-trust,default=loopback unix" doc:"zeoraid: connections that may make state-changing management calls (raid_disable, raid_recover, raid_reload): loopback, unix, networks (10.0.0.0/8), IP addresses, cert:CN=NAME, or any / none alone (docs/operations.md)"`
 	// Storages receives storage sections written inside <zeo>, as the
 	// original ZEORaid documentation did.
 	Storages []*zconfig.Section `zconfig:"*"`
@@ -146,6 +148,15 @@ type RunnerOptions struct {
 	Sections             []*zconfig.Section `zconfig:"*"`
 }
 
+// Trust returns management-trust parsed; DecodeConfig has checked it, so
+// an error is only possible for options built by hand.
+func (z *ZEOOptions) Trust() (ManagementTrust, error) {
+	if z.ManagementTrust == "" {
+		return ParseManagementTrust(DefaultManagementTrust)
+	}
+	return ParseManagementTrust(z.ManagementTrust)
+}
+
 // TransactionTimeoutDuration is transaction-timeout as a duration (0: off).
 func (z *ZEOOptions) TransactionTimeoutDuration() time.Duration {
 	return time.Duration(z.TransactionTimeout) * time.Second
@@ -214,6 +225,9 @@ func DecodeConfig(root *zconfig.Section) (*Config, error) {
 		errs = append(errs, &zconfig.Error{Pos: root.Pos, Msg: "a <zeo> section is required"})
 	} else {
 		add(zconfig.Decode(zeo, &cfg.ZEO))
+		if _, err := ParseManagementTrust(cfg.ZEO.ManagementTrust); err != nil {
+			errs = append(errs, &zconfig.Error{Pos: keyPos(zeo, "management-trust"), Msg: err.Error()})
+		}
 		cfg.Storages = append(cfg.Storages, cfg.ZEO.Storages...)
 		if cfg.ZEO.SSL != nil && cfg.ZEO.SSL.PasswordFunction != "" {
 			errs = append(errs, &zconfig.Error{Pos: zeo.Pos, Msg: "<ssl> password-function names a Python callable, which zeoraid cannot call; use an unencrypted key file"})

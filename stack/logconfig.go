@@ -32,7 +32,7 @@ func checkEventLog(o *EventLogOptions) (warnings []string, err error) {
 			}
 			fail(keyPos(h.Section, key), "<%s>: %v", h.Section.Type, err)
 		}
-		if h.Formatter != "" && h.Formatter != "logging.Formatter" {
+		if h.Formatter != "" && h.Formatter != "logging.Formatter" && !JSONLogFormatters[h.Formatter] {
 			warnings = append(warnings, fmt.Sprintf("%s: formatter %s is a Python class; zeoraid formats as logging.Formatter does",
 				keyPos(h.Section, "formatter"), h.Formatter))
 		}
@@ -67,6 +67,16 @@ func checkEventLog(o *EventLogOptions) (warnings []string, err error) {
 		return warnings, errs
 	}
 	return warnings, nil
+}
+
+// JSONLogFormatters are the formatter class names that make a log
+// handler write one JSON object per line, for log shippers:
+// python-json-logger's JsonFormatter (at its old and its new module
+// path), so that the same <logfile> works under runzeo with that package
+// installed (docs/operations.md).
+var JSONLogFormatters = map[zconfig.DottedName]bool{
+	"pythonjsonlogger.jsonlogger.JsonFormatter": true,
+	"pythonjsonlogger.json.JsonFormatter":       true,
 }
 
 // IsStdStream says whether a <logfile> path names standard output or

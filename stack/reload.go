@@ -47,6 +47,9 @@ type Reloader struct {
 	CommitTimeout time.Duration
 	// Log receives the reload's lines.
 	Log logrus.FieldLogger
+	// Observe, when set, is told every reload's outcome (the admin
+	// endpoint counts them).
+	Observe func(ReloadStatus)
 
 	mu     sync.Mutex // one reload at a time; guards tree and mounts
 	tree   *Tree
@@ -124,6 +127,9 @@ func (r *Reloader) Reload(ctx context.Context, trigger string) ([]string, error)
 	r.smu.Lock()
 	r.status = st
 	r.smu.Unlock()
+	if r.Observe != nil {
+		r.Observe(st)
+	}
 	return summary, err
 }
 

@@ -234,6 +234,7 @@ func (r *Storage) InfoMap() map[string]any {
 		"commit_delay_ms":   float64(delay) / 1e6,
 		"commits":           r.commits,
 		"children":          children,
+		"scrub":             r.scrubInfoLocked(),
 	}
 }
 

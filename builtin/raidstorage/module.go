@@ -40,6 +40,8 @@ type Options struct {
 	CallTimeout      time.Duration `zconfig:"call-timeout,default=60s" doc:"bound of one call to a child; a child that takes longer is degraded"`
 	RecoveryRate     float64       `zconfig:"recovery-rate,default=2.0" doc:"a recovery must copy at least this many times faster than clients commit; commits are delayed when it falls behind, so recovery always finishes"`
 	AutoRecover      bool          `zconfig:"auto-recover" doc:"start the recovery of a degraded child by itself (not of one disabled by the controller)"`
+	ScrubInterval    time.Duration `zconfig:"scrub-interval,default=0" doc:"compare the optimal children's histories in the background this often, from the last verified transaction on, and degrade a child that differs (0: off)"`
+	ScrubRate        float64       `zconfig:"scrub-rate,default=500" doc:"transactions per second a scrub compares per child, at most: it reads in the background without taking the children from clients"`
 }
 
 // Validate checks option values the decoder cannot: enumerations, ranges
@@ -64,6 +66,12 @@ func (o *Options) Validate(children int) error {
 	if o.RecoveryRate <= 0 {
 		return fmt.Errorf("recovery-rate %g: want a positive number", o.RecoveryRate)
 	}
+	if o.ScrubInterval < 0 {
+		return fmt.Errorf("scrub-interval %s: want 0 (off) or a positive interval", o.ScrubInterval)
+	}
+	if o.ScrubRate <= 0 {
+		return fmt.Errorf("scrub-rate %g: want a positive number", o.ScrubRate)
+	}
 	return nil
 }
 
@@ -75,6 +83,7 @@ func DefaultOptions() Options {
 		FailMode:         FailReadOnly,
 		CallTimeout:      60 * time.Second,
 		RecoveryRate:     2,
+		ScrubRate:        500,
 	}
 }
 

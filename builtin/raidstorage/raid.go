@@ -139,7 +139,9 @@ type Storage struct {
 	nextOid stack.Oid
 	commits int64 // transactions committed since open
 	packing int
+	packs   int64 // packs started since open: a scrub pass that saw one is void
 	rec     *recovery
+	scrub   scrubState
 	// autoRecoverEvery is how often auto-recover looks for a degraded
 	// child (tests shorten it).
 	autoRecoverEvery time.Duration
@@ -251,6 +253,8 @@ func Open(ctx context.Context, cfg Config) (*Storage, error) {
 	// Always running: a reload may switch auto-recover on or off.
 	r.bg.Add(1)
 	go r.autoRecover()
+	r.bg.Add(1)
+	go r.scrubLoop()
 	r.log.WithFields(logrus.Fields{"status": r.Status(), "tid": r.last.String()}).Info("RAID opened")
 	return r, nil
 }
@@ -1018,6 +1022,7 @@ func (r *Storage) Pack(ctx context.Context, t time.Time, gc bool) error {
 		return &stack.StorageError{Msg: fmt.Sprintf("pack refused: the recovery of %q is running", name)}
 	}
 	r.packing++
+	r.packs++
 	cs := r.optimalLocked()
 	r.mu.Unlock()
 	defer func() {

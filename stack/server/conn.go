@@ -22,6 +22,10 @@ import (
 // than letting the server's memory grow without bound.
 const maxBacklog = 1 << 30
 
+// frameHeader is the length prefix of every frame, counted in the bytes
+// read and written.
+const frameHeader = 4
+
 // conn is one client connection. One goroutine reads and dispatches its
 // messages strictly in arrival order (async stores must precede the vote
 // that follows them); one goroutine writes its outgoing queue. Calls that
@@ -61,6 +65,12 @@ type conn struct {
 	txMu  sync.Mutex
 	tx    *txnBuffer
 	iters iterators
+
+	// Synchronous calls whose reply comes later, for their latency
+	// (metrics.go); npending lets a reply skip the lock when none is.
+	pendMu   sync.Mutex
+	pending  map[int64]pendingCall
+	npending atomic.Int32
 }
 
 func newConn(srv *Server, nc net.Conn) *conn {
@@ -151,6 +161,9 @@ func (c *conn) serve() {
 		}
 		if m.IsHeartbeat() {
 			continue
+		}
+		if c.ms != nil {
+			c.ms.metrics.read.Add(int64(len(p) + frameHeader))
 		}
 		if err := c.dispatch(m); err != nil {
 			c.log().WithError(err).WithField("method", m.Name).Warn(c.labelled("closing connection"))
@@ -271,6 +284,9 @@ func (c *conn) send(m zeoproto.Message) {
 	c.outBytes += len(p)
 	over := c.outBytes > maxBacklog
 	c.outMu.Unlock()
+	if c.ms != nil {
+		c.ms.metrics.written.Add(int64(len(p) + frameHeader))
+	}
 	if over {
 		c.close("client does not read its replies")
 		return
@@ -281,9 +297,13 @@ func (c *conn) send(m zeoproto.Message) {
 	}
 }
 
-func (c *conn) reply(id any, v any) { c.send(zeoproto.NewReply(id, v)) }
+func (c *conn) reply(id any, v any) {
+	c.send(zeoproto.NewReply(id, v))
+	c.settle(id)
+}
 
 func (c *conn) replyErr(id any, err error) {
+	defer c.settle(id)
 	if stack.IsBackendFailure(err) {
 		c.log().WithError(err).Warn(c.labelled("storage failure"))
 	}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/zeoraid/zeoraid/stack"
 	"github.com/zeoraid/zeoraid/stack/zeoproto"
@@ -92,11 +93,13 @@ func (c *conn) dispatch(m zeoproto.Message) error {
 	// (pack, undoLog, extension calls) take a lease of their own.
 	_, release := c.ms.mount.Lease()
 	defer release()
+	start := time.Now()
 	if m.IsAsync() {
 		h, ok := asyncMethods[m.Name]
 		if !ok {
 			return fmt.Errorf("unknown asynchronous method %q", m.Name)
 		}
+		defer c.ms.observe(m.Name, start)
 		return h(c, args)
 	}
 	h, ok := syncMethods[m.Name]
@@ -111,6 +114,7 @@ func (c *conn) dispatch(m zeoproto.Message) error {
 			} else {
 				c.reply(m.ID, nil)
 			}
+			c.ms.observe(m.Name, start)
 			return nil
 		}
 		ext := c.extension(m.Name)
@@ -119,8 +123,15 @@ func (c *conn) dispatch(m zeoproto.Message) error {
 		}
 		h = ext
 	}
+	later := !ok || deferredReply[m.Name]
+	if later {
+		c.pend(m.ID, m.Name, start)
+	}
 	if err := h(c, m.ID, args); err != nil {
 		c.replyErr(m.ID, err)
+	}
+	if !later {
+		c.ms.observe(m.Name, start)
 	}
 	return nil
 }
@@ -139,6 +150,9 @@ func (c *conn) extension(name string) syncHandler {
 		}
 	}
 	return func(c *conn, id any, a zeoproto.Args) error {
+		if err := c.checkTrust(name); err != nil {
+			return err
+		}
 		// Management calls may take long (a recovery, a verify): they run on
 		// their own goroutine and reply when done, holding a lease on the
 		// mount's root until then.

@@ -39,6 +39,7 @@ type mountState struct {
 	queue    []invalEntry // newest first, at most invalidation-queue-size
 	finisher *finishing   // the commit being finished, if any
 	stats    stats
+	metrics  *mountMetrics
 
 	events chan stack.Event
 	done   chan struct{}
@@ -69,10 +70,11 @@ type stats struct {
 func newMountState(srv *Server, m *stack.Mount) *mountState {
 	ms := &mountState{
 		srv: srv, mount: m,
-		log:    srv.log.WithField("storage", m.Name()),
-		conns:  map[*conn]struct{}{},
-		events: make(chan stack.Event),
-		done:   make(chan struct{}),
+		log:     srv.log.WithField("storage", m.Name()),
+		conns:   map[*conn]struct{}{},
+		events:  make(chan stack.Event),
+		done:    make(chan struct{}),
+		metrics: srv.metrics.forMount(m.Name()),
 	}
 	ms.cond = sync.NewCond(&ms.mu)
 	ms.lastTid = m.Watch(ms.events)

@@ -39,6 +39,13 @@ type Options struct {
 	// beside the storage's own (stack.Extender), which they take
 	// precedence over: the server's management calls (raid_reload).
 	Extensions map[string]stack.Extension
+	// ReadOnlyExtensions name the Extensions that only report; the others
+	// are management calls for trusted connections only (Trust).
+	ReadOnlyExtensions []string
+	// Trust is <zeo> management-trust: the connections that may make
+	// state-changing management calls. nil: stack.DefaultManagementTrust;
+	// empty: none.
+	Trust stack.ManagementTrust
 }
 
 // Server serves a set of mounts to ZEO clients.
@@ -51,6 +58,7 @@ type Server struct {
 	start  time.Time
 
 	closing atomic.Bool // set first thing in Shutdown
+	metrics *serverMetrics
 
 	mu        sync.Mutex
 	mounts    map[string]*mountState
@@ -75,6 +83,7 @@ type LiveOptions struct {
 	InvalidationQueueSize int
 	InvalidationAge       float64
 	TransactionTimeout    time.Duration
+	Trust                 stack.ManagementTrust // at the next management call
 }
 
 // Live returns the live part of opts.
@@ -84,6 +93,7 @@ func (opts Options) Live() LiveOptions {
 		InvalidationQueueSize: opts.InvalidationQueueSize,
 		InvalidationAge:       opts.InvalidationAge,
 		TransactionTimeout:    opts.TransactionTimeout,
+		Trust:                 opts.Trust,
 	}
 }
 
@@ -112,6 +122,7 @@ func New(mounts []*stack.Mount, opts Options) *Server {
 	s := &Server{
 		opts: opts, log: opts.Log, ctx: ctx, cancel: cancel, start: time.Now(),
 		mounts: map[string]*mountState{}, conns: map[*conn]struct{}{},
+		metrics: newServerMetrics(),
 	}
 	s.SetOptions(opts.Live())
 	for _, m := range mounts {
@@ -244,6 +255,7 @@ func (s *Server) RemoveMount(name, reason string) *stack.Mount {
 		c.close(reason)
 	}
 	ms.close()
+	s.forgetMetrics(name)
 	return ms.mount
 }
 

@@ -1,0 +1,4 @@
+package raidstorage
+
+// Pacer exposes the scrub's throttle to the tests.
+var Pacer = pacer
