@@ -79,11 +79,22 @@ func New(opts *stack.EventLogOptions) (*Logger, error) {
 	return l, nil
 }
 
-// handlerFormatter is the Formatter of a handler section.
-func handlerFormatter(h *stack.LogHandlerOptions, format zconfig.EscapedString) (*Formatter, error) {
+// lineFormatter renders an entry as one line, with the final newline
+// (Format, for files) or without (line, for syslog).
+type lineFormatter interface {
+	logrus.Formatter
+	line(e *logrus.Entry) (string, error)
+}
+
+// handlerFormatter is the formatter of a handler section: JSON lines for
+// one of stack.JSONLogFormatters, else Python's logging.Formatter.
+func handlerFormatter(h *stack.LogHandlerOptions, format zconfig.EscapedString) (lineFormatter, error) {
 	f := &Formatter{Layout: string(format), DateFormat: h.DateFormat, Style: h.Style, ArbitraryFields: h.ArbitraryFields}
 	if _, err := f.layout(); err != nil {
 		return nil, err
+	}
+	if stack.JSONLogFormatters[h.Formatter] {
+		return &JSONFormatter{Formatter: Formatter{Layout: f.Layout, DateFormat: f.DateFormat, Style: f.Style, ArbitraryFields: f.ArbitraryFields}}, nil
 	}
 	return f, nil
 }
@@ -202,8 +213,14 @@ func (f *Formatter) line(e *logrus.Entry) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return layout.Format(f.record(e, true)), nil
+}
+
+// record returns the values of e's log record fields by name; with
+// withData the message is followed by e's fields as key=value.
+func (f *Formatter) record(e *logrus.Entry, withData bool) func(field string) (zconfig.LogValue, bool) {
 	msg := e.Message
-	if len(e.Data) > 0 {
+	if withData && len(e.Data) > 0 {
 		keys := make([]string, 0, len(e.Data))
 		for k := range e.Data {
 			if k != LoggerField {
@@ -282,7 +299,7 @@ func (f *Formatter) line(e *logrus.Entry) (string, error) {
 		}
 		return fmt.Sprint(v), ok
 	}
-	return layout.Format(value), nil
+	return value
 }
 
 func pythonLevel(l logrus.Level) string {

@@ -112,7 +112,7 @@ func (w *syslogWriter) close() {
 type syslogHandler struct {
 	w        *syslogWriter
 	level    zconfig.LoggingLevel
-	fmt      *Formatter
+	fmt      lineFormatter
 	facility int
 }
 
