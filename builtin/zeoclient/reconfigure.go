@@ -152,8 +152,8 @@ func describe(a, b *Options) []string {
 		return int64(*p)
 	}
 	add("cache-size", int64(a.CacheSize), int64(b.CacheSize))
-	add("name", a.Name, b.Name)
-	add("client-label", a.ClientLabel, b.ClientLabel)
+	add("name", fmt.Sprintf("%q", a.Name), fmt.Sprintf("%q", b.Name))
+	add("client-label", fmt.Sprintf("%q", a.ClientLabel), fmt.Sprintf("%q", b.ClientLabel))
 	add("blob-cache-size", size(a.BlobCacheSize), size(b.BlobCacheSize))
 	add("blob-cache-size-check", a.BlobCacheSizeCheck, b.BlobCacheSizeCheck)
 	add("wait", a.Wait, b.Wait)

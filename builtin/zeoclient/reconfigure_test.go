@@ -102,7 +102,7 @@ func TestReconfigureInPlace(t *testing.T) {
 	if tree.Roots["main"].Reuse != stack.Reconfigured || tree.Roots["main"].Storage != s {
 		t.Fatalf("the node was %v, not reconfigured in place", tree.Roots["main"].Reuse)
 	}
-	if got, want := strings.Join(sum, "|"), "cache-size 1048576 -> 0|name first -> second|client-label one -> two"; got != want {
+	if got, want := strings.Join(sum, "|"), `cache-size 1048576 -> 0|name "first" -> "second"|client-label "one" -> "two"`; got != want {
 		t.Fatalf("summary %q, want %q", got, want)
 	}
 	if n := loads(); n != 2 {
