@@ -400,7 +400,7 @@ func (s *Storage) reclaim(log logrus.FieldLogger) error {
 	if s.closed {
 		return stack.ErrClosed
 	}
-	lsm, vlog := s.db.Size()
+	before, _ := diskUsage(string(s.opts.Path))
 	err := func() error {
 		s.wmu.Lock()
 		defer s.wmu.Unlock()
@@ -424,7 +424,7 @@ func (s *Storage) reclaim(log logrus.FieldLogger) error {
 	for s.db.RunValueLogGC(0.5) == nil {
 		files++
 	}
-	lsm2, vlog2 := s.db.Size()
-	log.WithFields(logrus.Fields{"tables_before": lsm, "tables_after": lsm2, "vlog_before": vlog, "vlog_after": vlog2, "vlog_files_rewritten": files}).Info("space reclaimed")
+	after, _ := diskUsage(string(s.opts.Path))
+	log.WithFields(logrus.Fields{"disk_before": before, "disk_after": after, "vlog_files_rewritten": files}).Info("space reclaimed")
 	return nil
 }

@@ -622,16 +622,41 @@ func (s *Storage) storedOid(oid stack.Oid) {
 	s.oidMu.Unlock()
 }
 
-// Info reports the directory, the number of objects and Badger's size
-// on disk (tables and value log).
+// Info reports the directory, the number of objects and the space the
+// directory takes on disk.
 func (s *Storage) Info(ctx context.Context) (stack.Info, error) {
 	var info stack.Info
 	err := s.view(ctx, func(*badger.Txn, stack.Tid) error {
-		lsm, vlog := s.db.Size()
-		info = stack.Info{Name: string(s.opts.Path), Length: s.count.Load(), Size: lsm + vlog}
-		return nil
+		size, err := diskUsage(string(s.opts.Path))
+		info = stack.Info{Name: string(s.opts.Path), Length: s.count.Load(), Size: size}
+		return err
 	})
 	return info, s.fail("info", nil, nil, err)
+}
+
+// diskUsage is the space the files of dir take on disk (Badger's log
+// files are sparse: their length says little).
+func diskUsage(dir string) (int64, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, e := range entries {
+		fi, err := e.Info()
+		if errors.Is(err, os.ErrNotExist) {
+			continue // removed by a compaction meanwhile
+		}
+		if err != nil {
+			return 0, err
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			n += st.Blocks * 512
+		} else {
+			n += fi.Size()
+		}
+	}
+	return n, nil
 }
 
 // Watch registers ch for events of transactions committed after the
