@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"sort"
 	"strconv"
@@ -37,7 +36,8 @@ commands:
                          (--no-wait: return at once)
   disable NAME           degrade NAME ("disabled by controller")
   verify A B             compare the histories of children A and B
-  info [--json]          state, lag, latency and recovery progress of every child
+  info [--json]          state, lag, latency and recovery progress of every child, and the
+                         server's counters (any storage: a RAID or not)
   reload                 ask the server to re-read its configuration; prints what changed
 exit status (Nagios): 0 optimal, 1 recovering, 2 degraded or failed, 3 error`
 
@@ -70,6 +70,7 @@ type raidConn struct {
 	methods zeoproto.Dict
 	info    zeoproto.Dict // get_info of the storage
 	last    stack.Tid     // register's answer: the last transaction
+	storage string
 }
 
 // dial connects, registers read-only and reads the offered extension calls.
@@ -91,7 +92,7 @@ func (c *ctlTarget) dial() (*raidConn, error) {
 		cl.Close()
 		return nil, fmt.Errorf("get_info: %w", err)
 	}
-	rc := &raidConn{c: cl, timeout: c.timeout, last: last}
+	rc := &raidConn{c: cl, timeout: c.timeout, last: last, storage: c.storage}
 	if d, ok := info.(zeoproto.Dict); ok {
 		rc.info = d
 		if m, ok := d.Get("extensionMethods"); ok {
@@ -246,11 +247,26 @@ func ctlCommand(rc *raidConn, cmd string, pos []string, opts map[string]bool, st
 		}
 		return exitCritical, nil
 	case "info":
-		r, err := rc.call("raid_info")
-		if err != nil {
-			return exitUnknown, err
+		// The document of docs/operations.md, as the admin endpoint's
+		// /status shows it: raid_info for a RAID, with the storage's
+		// name, its server_status and the last reload.
+		m := map[string]any{}
+		_, isRAID := rc.methods.Get("raid_info")
+		if isRAID {
+			r, err := rc.call("raid_info")
+			if err != nil {
+				return exitUnknown, err
+			}
+			m, _ = toPlain(r).(map[string]any)
 		}
-		m, _ := toPlain(r).(map[string]any)
+		m["storage"] = rc.storage
+		ctx, cancel := context.WithTimeout(context.Background(), rc.timeout)
+		ss, err := rc.c.Call(ctx, "server_status")
+		cancel()
+		if err != nil {
+			return exitUnknown, fmt.Errorf("server_status: %w", err)
+		}
+		m["server"] = toPlain(ss)
 		if _, ok := rc.methods.Get("reload_status"); ok {
 			if lr, err := rc.call("reload_status"); err == nil {
 				m["last_reload"] = toPlain(lr)
@@ -262,8 +278,13 @@ func ctlCommand(rc *raidConn, cmd string, pos []string, opts map[string]bool, st
 				return exitUnknown, err
 			}
 			fmt.Fprintln(stdout, string(b))
-		} else {
+		} else if isRAID {
 			printInfo(stdout, m)
+		} else {
+			printServerInfo(stdout, m)
+		}
+		if !isRAID {
+			return exitOK, nil
 		}
 		return statusExit(fmt.Sprint(m["status"])), nil
 	case "recover":
@@ -393,6 +414,17 @@ func printInfo(w io.Writer, m map[string]any) {
 	}
 }
 
+// printServerInfo is ctl info of a storage that is not a RAID: what the
+// server counts for it.
+func printServerInfo(w io.Writer, m map[string]any) {
+	s, _ := m["server"].(map[string]any)
+	fmt.Fprintf(w, "storage %v (not a RAID): last transaction %v, %v connections, %v loads, %v stores, %v commits, %v aborts, %v conflicts\n",
+		m["storage"], s["last-transaction"], s["connections"], s["loads"], s["stores"], s["commits"], s["aborts"], s["conflicts"])
+	if lr, ok := m["last_reload"].(map[string]any); ok {
+		fmt.Fprintln(w, describeReload(lr))
+	}
+}
+
 // describeReload is the "last reload" line of ctl info: when, what asked
 // for it, and its result or error.
 func describeReload(lr map[string]any) string {
@@ -423,26 +455,4 @@ func asString(v any) string {
 
 // toPlain turns decoded ZEO values into JSON-friendly Go values: dicts
 // into maps with string keys, tuples into slices, bytes into strings.
-func toPlain(v any) any {
-	switch v := v.(type) {
-	case zeoproto.Dict:
-		m := make(map[string]any, len(v))
-		for _, it := range v {
-			m[asString(it.Key)] = toPlain(it.Value)
-		}
-		return m
-	case zeoproto.Tuple:
-		return toPlain([]any(v))
-	case []any:
-		out := make([]any, len(v))
-		for i, x := range v {
-			out[i] = toPlain(x)
-		}
-		return out
-	case []byte:
-		return string(v)
-	case *big.Int:
-		return v.String()
-	}
-	return v
-}
+func toPlain(v any) any { return zeoproto.Plain(v) }

@@ -1,5 +1,5 @@
 // Command zeoraid is a ZEO server whose storages are a tree of nodes built
-// from an ordinary zeo.conf. Subcommands: serve, validate, types, plugins, bench, ctl, check, copy, fs, version.
+// from an ordinary zeo.conf. Subcommands: serve, validate, types, plugins, bench, ctl, pack, check, copy, fs, version.
 package main
 
 import (
@@ -29,6 +29,7 @@ func commands() map[string]command {
 		"plugins":  {"list the storage plugins %import finds, and where", runPlugins},
 		"bench":    {"measure a ZEO server, or compare runzeo and zeoraid", runBench},
 		"ctl":      {"manage a RAID storage of a running server (status, details, recover, disable, verify, info)", runCtl},
+		"pack":     {"pack storages of running ZEO servers over the ZEO port (zeopack's options)", runPack},
 		"check":    {"compare the histories of a RAID's children on a running server (raid_verify)", runCheck},
 		"copy":     {"copy every transaction from one storage into another (zodbconvert for every type)", runCopy},
 		"fs":       {"check or dump a Data.fs (fs check PATH..., fs dump PATH)", runFS},

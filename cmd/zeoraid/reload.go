@@ -110,9 +110,12 @@ func (h *serveHost) Prepare(cfg *stack.Config) (apply func() []string, abort fun
 	return apply, abort, nil
 }
 
-// liveOptions are the <zeo> keys a reload changes in place.
+// liveOptions are the <zeo> keys a reload changes in place
+// (management-trust was checked when the configuration was decoded).
 func liveOptions(z *stack.ZEOOptions) server.LiveOptions {
+	trust, _ := z.Trust()
 	return server.LiveOptions{
+		Trust:                 trust,
 		ReadOnly:              z.ReadOnly,
 		InvalidationQueueSize: z.InvalidationQueueSize,
 		InvalidationAge:       z.InvalidationAge,
@@ -132,6 +135,7 @@ func liveChanges(a, b *stack.ZEOOptions) []string {
 	add("invalidation-queue-size", a.InvalidationQueueSize, b.InvalidationQueueSize)
 	add("invalidation-age", a.InvalidationAge, b.InvalidationAge)
 	add("transaction-timeout", a.TransactionTimeout, b.TransactionTimeout)
+	add("management-trust", a.ManagementTrust, b.ManagementTrust)
 	return out
 }
 
@@ -147,6 +151,9 @@ func restartChanges(a, b *stack.ZEOOptions) []string {
 	}
 	if a.PidFilename != b.PidFilename {
 		out = append(out, "pid-filename")
+	}
+	if !reflect.DeepEqual(a.AdminAddress, b.AdminAddress) {
+		out = append(out, "admin-address")
 	}
 	return out
 }

@@ -16,7 +16,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
+
 	"github.com/zeoraid/zeoraid/stack"
+	"github.com/zeoraid/zeoraid/stack/admin"
 	"github.com/zeoraid/zeoraid/stack/configwatch"
 	"github.com/zeoraid/zeoraid/stack/eventlog"
 	"github.com/zeoraid/zeoraid/stack/server"
@@ -37,6 +40,8 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	pidFile := fs.String("pid-file", "", "write the server's pid to this file (overrides <zeo> pid-filename)")
 	readyFile := fs.String("ready-file", "", "once listening, write the bound address to this file (for tests and supervisors; useful with port 0)")
 	noWatch := fs.Bool("no-watch", false, "do not reload when the configuration files change (SIGHUP and `zeoraid ctl reload` still do)")
+	var adm adminFlags
+	adm.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: zeoraid serve [-C zeo.conf] [-a ADDRESS] [-f Data.fs]... [-t SECONDS] [--pid-file PATH]")
 		fs.PrintDefaults()
@@ -54,6 +59,10 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	applyOverrides(cfg, *timeout, *pidFile)
+	if err := adm.apply(cfg); err != nil {
+		printConfigError(stderr, err)
+		return 2
+	}
 	log, err := eventlog.New(cfg.EventLog)
 	if err != nil {
 		// The section was checked when it was decoded; what is left is
@@ -69,10 +78,18 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		c, err := serveConfig(*conf, *addr, files)
 		if err == nil {
 			applyOverrides(c, *timeout, *pidFile)
+			err = adm.apply(c)
 		}
 		return c, err
 	}}
-	if err := serve(cfg, log, *readyFile, src); err != nil {
+	endpoint, err := adm.start(cfg, log)
+	if err != nil {
+		log.WithError(err).Error("admin endpoint")
+		fmt.Fprintf(stderr, "zeoraid: %v\n", err)
+		return 1
+	}
+	defer adm.stop(endpoint, log)
+	if err := serve(cfg, log, *readyFile, src, endpoint); err != nil {
 		log.WithError(err).Error("server stopped")
 		fmt.Fprintf(stderr, "zeoraid: %v\n", err)
 		return 1
@@ -161,7 +178,9 @@ func orDefault(s, def string) string {
 // serve opens the storages, listens, and runs until SIGTERM or SIGINT;
 // SIGHUP, `zeoraid ctl reload` and (unless --no-watch) a change of the
 // configuration files reload it (docs/reload.md).
-func serve(cfg *stack.Config, log *eventlog.Logger, readyFile string, src reloadSource) error {
+// The admin endpoint, when there is one, is attached once the server
+// listens; systemd is told READY=1 then (docs/operations.md).
+func serve(cfg *stack.Config, log *eventlog.Logger, readyFile string, src reloadSource, endpoint *admin.Admin) error {
 	ctx := context.Background()
 	// One pool for the first tree and every reload's, so that a new tree
 	// shares what the running one holds.
@@ -176,12 +195,19 @@ func serve(cfg *stack.Config, log *eventlog.Logger, readyFile string, src reload
 	}
 	reloader := stack.NewReloader(tree, mounts)
 	reloader.Load, reloader.Build, reloader.Log = src.load, buildOpts, log
+	if endpoint != nil {
+		reloader.Observe = endpoint.ObserveReload
+	}
 	defer func() {
 		if err := reloader.Close(); err != nil {
 			log.WithError(err).Error("closing storages")
 		}
 	}()
 	tlsConf, err := serverTLS(cfg.ZEO.SSL)
+	if err != nil {
+		return err
+	}
+	trust, err := cfg.ZEO.Trust()
 	if err != nil {
 		return err
 	}
@@ -194,6 +220,8 @@ func serve(cfg *stack.Config, log *eventlog.Logger, readyFile string, src reload
 		TLS:                   tlsConf,
 		Log:                   log,
 		Extensions:            reloadExtensions(reloader),
+		ReadOnlyExtensions:    []string{"reload_status"},
+		Trust:                 trust,
 	})
 	l, err := server.Listen(cfg.ZEO.Address.Network, cfg.ZEO.Address.String())
 	if err != nil {
@@ -233,6 +261,12 @@ func serve(cfg *stack.Config, log *eventlog.Logger, readyFile string, src reload
 		}
 	}
 	log.WithField("address", l.Addr().String()).WithField("storages", strings.Join(tree.Names, ",")).Info("zeoraid serving")
+	if endpoint != nil {
+		if err := endpoint.Attach(srv, reloader.Tree, reloader.Status); err != nil {
+			return err
+		}
+	}
+	notifySystemd(log, daemon.SdNotifyReady)
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR2, syscall.SIGHUP)
@@ -253,6 +287,7 @@ func serve(cfg *stack.Config, log *eventlog.Logger, readyFile string, src reload
 				continue
 			}
 			log.WithField("signal", sig.String()).Info("shutting down")
+			notifySystemd(log, daemon.SdNotifyStopping)
 			sctx, cancel := context.WithTimeout(ctx, shutdownGrace)
 			err := srv.Shutdown(sctx)
 			cancel()
