@@ -382,6 +382,16 @@ func TestRAIDRecovery(t *testing.T) {
 // and fails t on any client error.
 func runClients(t *testing.T, rs *raidSetup, n int, seconds, pause float64) (wait func() map[string][][]any) {
 	t.Helper()
+	_, wait = startClients(t, rs, n, map[string]any{"seconds": seconds, "pause": pause})
+	return wait
+}
+
+// startClients is runClients with the agents' run command given (the
+// keys of raid_agent.py's run besides tree and prefix); it returns the
+// agents as well.
+func startClients(t *testing.T, rs *raidSetup, n int, run map[string]any) ([]*agent, func() map[string][][]any) {
+	t.Helper()
+	seconds, _ := run["seconds"].(float64)
 	var trees []string
 	for i := range n {
 		trees = append(trees, fmt.Sprint("c", i))
@@ -394,9 +404,13 @@ func runClients(t *testing.T, rs *raidSetup, n int, seconds, pause float64) (wai
 	}
 	answers := make([]<-chan map[string]any, n)
 	for i, ag := range agents {
-		answers[i] = ag.async(map[string]any{"op": "run", "tree": trees[i], "prefix": trees[i], "seconds": seconds, "pause": pause})
+		cmd := map[string]any{"op": "run", "tree": trees[i], "prefix": trees[i]}
+		for k, v := range run {
+			cmd[k] = v
+		}
+		answers[i] = ag.async(cmd)
 	}
-	return func() map[string][][]any {
+	return agents, func() map[string][][]any {
 		t.Helper()
 		out := map[string][][]any{}
 		for i, ch := range answers {

@@ -1,8 +1,9 @@
 """An application process for the RAID interop tests (interop/raid_test.go).
 
-Usage: raid_agent.py HOST:PORT BLOB_DIR
+Usage: raid_agent.py HOST:PORT BLOB_DIR [STORAGE]
 
-Opens ZODB.DB over ZEO.ClientStorage (with a blob cache in BLOB_DIR) and
+Opens ZODB.DB over ZEO.ClientStorage of storage STORAGE (default 1, with a
+blob cache in BLOB_DIR) and
 reads one JSON command per line on stdin, answering each with one JSON
 line on stdout: {"ok": true, ...} or {"ok": false, "error": "Class: msg"}.
 Tids are 16 hex digits.
@@ -21,6 +22,8 @@ Commands ("op"):
   tree_keys                  new transaction; keys of root["tree"]
   resolved                   how many conflicts the client resolved
   connected timeout          wait until the storage is connected
+  connections                how many times the ClientStorage connected and
+                             was disconnected since the agent started
   paused key value at marker release
                              map[key] = value and commit, pausing at "at"
                              (stores: after the stores reached the server,
@@ -32,9 +35,12 @@ Commands ("op"):
   undo description           undo the newest transaction with that
                              description; the undo's tid
   pack                       pack to now
-  run tree prefix seconds [pause]
+  run tree prefix seconds [pause] [stop] [read]
                              commit tree[prefix-N] = random value, one per
-                             transaction (pause seconds apart), for seconds; every acknowledged
+                             transaction (pause seconds apart), for seconds
+                             or until the file stop exists; with read, load
+                             the tree's new revision from the server after
+                             each commit; every acknowledged
                              [key, value, last tid] and every error
   check tree entries         new transaction; the entries [key, value]
                              of root[tree] that are missing or differ
@@ -65,6 +71,27 @@ def _counting_resolve(self, *args, **kw):
 
 
 ZEO.ClientStorage.ClientStorage.tryToResolveConflict = _counting_resolve
+
+# Connections and disconnections of the ClientStorage, as ZEO's client
+# thread reports them (patched on the class: the first connection happens
+# inside the constructor).
+connections = {'connects': 0, 'disconnects': 0}
+_orig_connected = ZEO.ClientStorage.ClientStorage.notify_connected
+_orig_disconnected = ZEO.ClientStorage.ClientStorage.notify_disconnected
+
+
+def _counting_connected(self, conn, info):
+    connections['connects'] += 1
+    return _orig_connected(self, conn, info)
+
+
+def _counting_disconnected(self):
+    connections['disconnects'] += 1
+    return _orig_disconnected(self)
+
+
+ZEO.ClientStorage.ClientStorage.notify_connected = _counting_connected
+ZEO.ClientStorage.ClientStorage.notify_disconnected = _counting_disconnected
 
 
 def hexid(b):
@@ -112,8 +139,9 @@ class Pause:
 
 def main():
     host, _, port = sys.argv[1].rpartition(':')
+    name = sys.argv[3] if len(sys.argv) > 3 else '1'
     storage = ZEO.ClientStorage.ClientStorage(
-        (host, int(port)), blob_dir=sys.argv[2], wait_timeout=30,
+        (host, int(port)), storage=name, blob_dir=sys.argv[2], wait_timeout=30,
         min_disconnect_poll=0.1, max_disconnect_poll=0.5)
     db = ZODB.DB(storage)
     tm = transaction.TransactionManager()
@@ -178,6 +206,8 @@ def main():
                 out['connected'] = storage.is_connected()
             elif op == 'resolved':
                 out['resolved'] = resolved[0]
+            elif op == 'connections':
+                out.update(connections)
             elif op == 'paused':
                 r = fresh()
                 r['map'][cmd['key']] = cmd['value']
@@ -218,14 +248,18 @@ def main():
                 rnd = random.Random()
                 acked, errors = [], []
                 deadline = time.time() + cmd['seconds']
+                stop = cmd.get('stop')
                 n = 0
-                while time.time() < deadline:
+                while time.time() < deadline and not (stop and os.path.exists(stop)):
                     key = '%s-%d' % (cmd['prefix'], n)
                     value = rnd.randrange(1 << 30)
                     try:
                         r = fresh()
-                        r[cmd['tree']][key] = value
+                        tree = r[cmd['tree']]
+                        tree[key] = value
                         tm.commit()
+                        if cmd.get('read'):
+                            storage.loadSerial(tree._p_oid, tree._p_serial)
                         # lastTransaction right after the commit: its
                         # tid, or a later one another client committed.
                         acked.append([key, value, hexid(storage.lastTransaction())])
