@@ -4,6 +4,7 @@ package interop
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -20,25 +21,24 @@ import (
 	"github.com/zeoraid/zeoraid/interop/pyenv"
 )
 
-// demoStep is one block of the README's "A RAID in five minutes": shell
-// commands and the output their foreground commands print, where "…"
-// stands for anything.
+// demoStep is one block of a README section: shell commands and the
+// output their foreground commands print, where "…" stands for anything.
 type demoStep struct {
 	commands []string
 	output   []string
 }
 
-// readmeDemo reads the section's ```sh blocks and the indented output
-// block after each.
-func readmeDemo(t *testing.T) []demoStep {
+// readmeDemo reads the ```sh blocks of the README's section heading and
+// the indented output block after each.
+func readmeDemo(t *testing.T, heading string) []demoStep {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(pyenv.Top(), "README.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, section, ok := strings.Cut(string(b), "\n## A RAID in five minutes\n")
+	_, section, ok := strings.Cut(string(b), "\n## "+heading+"\n")
 	if !ok {
-		t.Fatal(`README.md has no section "## A RAID in five minutes"`)
+		t.Fatalf("README.md has no section %q", "## "+heading)
 	}
 	section, _, _ = strings.Cut(section, "\n## ")
 	var steps []demoStep
@@ -63,13 +63,15 @@ func readmeDemo(t *testing.T) []demoStep {
 	return steps
 }
 
-// demoCommands are the README's commands, in order. The test runs the
+// demoCommands are the README's commands of "A RAID in five minutes" and
+// "Change the RAID without a restart", in order. The test runs the
 // README's own text; this list makes a changed demo a conscious change.
 var demoCommands = []string{
 	"mkdir -p var/zeo1 var/zeo2",
+	"cp examples/raid-zeo.conf var/zeo.conf",
 	".venv/bin/runzeo -a 127.0.0.1:8101 -f var/zeo1/Data.fs &",
 	".venv/bin/runzeo -a 127.0.0.1:8102 -f var/zeo2/Data.fs &",
-	"go run ./cmd/zeoraid serve -C examples/raid-zeo.conf &",
+	"go run ./cmd/zeoraid serve -C var/zeo.conf &",
 	".venv/bin/python examples/demo_client.py",
 	"kill %1",
 	".venv/bin/python examples/demo_client.py",
@@ -78,17 +80,31 @@ var demoCommands = []string{
 	".venv/bin/runzeo -a 127.0.0.1:8101 -f var/zeo1/Data.fs &",
 	"go run ./cmd/zeoraid ctl recover 1",
 	"go run ./cmd/zeoraid ctl status",
+
+	"mkdir -p var/zeo3",
+	".venv/bin/runzeo -a 127.0.0.1:8103 -f var/zeo3/Data.fs &",
+	"cp examples/raid-zeo-3.conf var/zeo.conf",
+	"go run ./cmd/zeoraid ctl details",
+	"go run ./cmd/zeoraid ctl recover 3",
+	"echo '<zeoclient 4>' >> var/zeo.conf",
+	"go run ./cmd/zeoraid ctl info | tail -1",
+	"cp examples/raid-zeo-3.conf var/zeo.conf",
+	"go run ./cmd/zeoraid ctl reload",
 }
 
-// TestReadmeRAIDDemo performs the README's "A RAID in five minutes"
-// exactly as written (on free ports instead of 8100-8102, with the built
-// zeoraid for `go run ./cmd/zeoraid`): two runzeo servers, zeoraid in
-// front, a client writing, one server stopped, `ctl details` showing it
-// degraded, an empty server in its place, `ctl recover 1`, optimal again.
-// Every output the README shows must match.
-func TestReadmeRAIDDemo(t *testing.T) {
+// TestREADMEDemo performs the README's "A RAID in five minutes" and
+// then "Change the RAID without a restart" exactly as written (on free
+// ports instead of 8100-8103, with the built zeoraid for `go run
+// ./cmd/zeoraid`): two runzeo servers, zeoraid in front, a client
+// writing, one server stopped, `ctl details` showing it degraded, an empty
+// server in its place, `ctl recover 1`, optimal again; then a third
+// server added by saving the configuration, recovered, a broken save
+// refused, mended, `ctl reload`. Every output the README shows must match.
+// A command that saves the served configuration is followed by a wait
+// for the reload it causes, as a reader would wait the second it takes.
+func TestREADMEDemo(t *testing.T) {
 	t.Parallel()
-	steps := readmeDemo(t)
+	steps := append(readmeDemo(t, "A RAID in five minutes"), readmeDemo(t, "Change the RAID without a restart")...)
 	var all []string
 	for _, st := range steps {
 		all = append(all, st.commands...)
@@ -99,7 +115,7 @@ func TestReadmeRAIDDemo(t *testing.T) {
 	pyenv.Python(t)
 	dir := t.TempDir()
 	ports := map[string]string{}
-	for _, p := range []string{"8100", "8101", "8102"} {
+	for _, p := range []string{"8100", "8101", "8102", "8103"} {
 		_, port, _ := net.SplitHostPort(freeAddr(t))
 		ports[p] = port
 	}
@@ -111,7 +127,7 @@ func TestReadmeRAIDDemo(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(dir, "examples"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"raid-zeo.conf", "demo_client.py"} {
+	for _, name := range []string{"raid-zeo.conf", "raid-zeo-3.conf", "demo_client.py"} {
 		b, err := os.ReadFile(filepath.Join(pyenv.Top(), "examples", name))
 		if err != nil {
 			t.Fatal(err)
@@ -126,6 +142,7 @@ func TestReadmeRAIDDemo(t *testing.T) {
 		return withPorts(c, ports)
 	}
 	var jobs []*exec.Cmd
+	serving := false // zeoraid serve is running: it reloads a saved var/zeo.conf
 	t.Cleanup(func() {
 		for _, j := range jobs {
 			if j.ProcessState == nil {
@@ -157,6 +174,7 @@ func TestReadmeRAIDDemo(t *testing.T) {
 				port := regexp.MustCompile(`127\.0\.0\.1:(\d+)`).FindStringSubmatch(cmd)
 				if port == nil { // zeoraid: its address is in the config
 					port = []string{"", ports["8100"]}
+					serving = true
 				}
 				waitListening(t, "127.0.0.1:"+port[1], j)
 			case strings.HasPrefix(cmd, "kill %"):
@@ -167,6 +185,10 @@ func TestReadmeRAIDDemo(t *testing.T) {
 				_ = jobs[n-1].Process.Signal(syscall.SIGTERM)
 				_ = jobs[n-1].Wait()
 			default:
+				var reloaded func()
+				if strings.Contains(cmd, "var/zeo.conf") && serving {
+					reloaded = nextReload(t, "127.0.0.1:"+ports["8100"])
+				}
 				sh := exec.Command("bash", "-c", cmd)
 				sh.Dir = dir
 				sh.Env = env(Z5)
@@ -178,6 +200,9 @@ func TestReadmeRAIDDemo(t *testing.T) {
 				if err != nil && !(errors.As(err, &ee) && strings.Contains(cmd, " ctl ") && ee.ExitCode() < 3) {
 					t.Fatalf("%q: %v\n%s%s", c, err, out.String(), stderr.String())
 				}
+				if reloaded != nil {
+					reloaded()
+				}
 			}
 		}
 		got := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
@@ -188,6 +213,36 @@ func TestReadmeRAIDDemo(t *testing.T) {
 		if !matchLines(want, got) {
 			t.Fatalf("after\n  %s\nthe output is\n%s\nthe README shows\n%s", strings.Join(st.commands, "\n  "),
 				out.String(), strings.Join(want, "\n"))
+		}
+	}
+}
+
+// nextReload returns a function that waits until the zeoraid at addr
+// has reloaded its configuration (well or not) after the call to
+// nextReload.
+func nextReload(t *testing.T, addr string) func() {
+	t.Helper()
+	last := func() any {
+		out, _ := runZeoraid(t, "ctl", "-a", addr, "info", "--json")
+		var info struct {
+			LastReload struct {
+				When any `json:"when"`
+			} `json:"last_reload"`
+		}
+		if err := json.Unmarshal([]byte(out), &info); err != nil {
+			t.Fatalf("ctl info --json: %v\n%s", err, out)
+		}
+		return info.LastReload.When
+	}
+	before := last()
+	return func() {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for last() == before {
+			if time.Now().After(deadline) {
+				t.Fatal("zeoraid did not reload the saved configuration")
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
 }
