@@ -50,8 +50,13 @@ func TestZEO54Client(t *testing.T) {
 			runApplication(t, python, enc, "ZEO 5.4")
 		})
 	}
-	runJobs(t, python, []suiteJob{
+	jobs := []suiteJob{
 		{"suites/Z5", Z5, []string{"ZEO.tests.testZEO:MappingStorageTests", "interop:MappingStorageFullTests"}},
 		{"suites/M5", M5, []string{"interop:MappingStorageFullTests"}},
-	})
+	}
+	if results := runJobs(t, python, "zeo54", jobs); results != nil {
+		t.Run("expected_failures.txt", func(t *testing.T) {
+			checkListUsed(t, "zeo54", jobs, results)
+		})
+	}
 }

@@ -32,6 +32,8 @@ import time
 import traceback
 import unittest
 
+import zope.testing.setupstack
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import zeoraid_forker  # noqa: E402
 
@@ -82,7 +84,19 @@ def load(spec):
             if isinstance(t, doctest.DocTestCase):
                 suite.addTest(t)
         return suite
-    return _load_case(getattr(mod, name))
+    klass = getattr(mod, name, None)
+    if klass is None:
+        # A class the module's test_suite() builds elsewhere, such as
+        # ZODB's blob undo tests that testblob.storage_reusable_suite
+        # makes for ZEO's ClientStorage.
+        suite = unittest.TestSuite()
+        for t in flatten(mod.test_suite()):
+            if type(t).__name__ == name:
+                suite.addTest(t)
+        if not suite.countTestCases():
+            raise LookupError('%s has no test class %s' % (mod_name, name))
+        return suite
+    return _load_case(klass)
 
 
 def _load_case(klass):
@@ -186,10 +200,17 @@ def main():
         faulthandler.dump_traceback_later(args.timeout, exit=True)
         rec = Recorder()
         start = time.time()
+        tempdir = tempfile.tempdir
         try:
             t.run(rec)
         finally:
             faulthandler.cancel_dump_traceback_later()
+            # A setUp that fails (a refused configuration) leaves what it
+            # registered for tearDown: tempfile.tempdir and the working
+            # directory inside its own directory, and so on. Undo it, or
+            # the next tests nest ever deeper and fail for another reason.
+            zope.testing.setupstack.tearDown(t)
+            tempfile.tempdir = tempdir
             os.chdir(top)
         result['tests'][tid] = {'status': rec.status, 'message': rec.message,
                                 'seconds': round(time.time() - start, 2)}

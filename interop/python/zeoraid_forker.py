@@ -89,8 +89,11 @@ def translate_storage_conf(conf):
 
 
 def storage_paths(conf):
-    """The files a storage config names (path and blob-dir values)."""
-    return re.findall(r"^\s*(?:path|blob-dir)\s+(\S+)", conf, re.M | re.I)
+    """The Data.fs files a storage config names (its path values). Blob
+    directories are kept, as Python's forker keeps them (FileStorage's
+    cleanup removes only its own files): with a shared blob directory the
+    client goes on using it after the server is stopped."""
+    return re.findall(r"^\s*path\s+(\S+)", conf, re.M | re.I)
 
 
 def start_zeoraid_server(storage_conf=None, zeo_conf=None, port=None, keep=False,
@@ -276,16 +279,12 @@ def _die_with_parent():
 
 def _cleanup(files):
     """Removes storage files like FileStorage.cleanup does."""
-    import shutil
     for p in files:
-        for q in (p, p + '.index', p + '.lock', p + '.tmp', p + '.old'):
-            if os.path.isdir(q):
-                shutil.rmtree(q, ignore_errors=True)
-            elif os.path.exists(q):
-                try:
-                    os.remove(q)
-                except OSError:
-                    pass
+        for q in (p, p + '.index', p + '.lock', p + '.tmp', p + '.old', p + '.pack'):
+            try:
+                os.remove(q)
+            except OSError:
+                pass
 
 
 def install():
