@@ -81,6 +81,9 @@ func TestCrashRestart(t *testing.T) {
 	}
 	it.Close()
 	logs.await(timeout(t, 30*time.Second), t, "restarted", message("plugin restarted"))
+	if n := s.Restarts(); n != 1 {
+		t.Fatalf("Restarts() = %d after one restart", n)
+	}
 	if pid := s.PID(); pid == old || pid == 0 {
 		t.Fatalf("pid after restart %d (was %d)", pid, old)
 	}

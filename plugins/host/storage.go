@@ -47,6 +47,8 @@ type Storage struct {
 	refused error // the plugin's storage is behind what was published
 	replace bool  // AcceptReplacement(true)
 	closed  bool
+	// restarts counts the plugin processes restarted (Restarts).
+	restarts int64
 
 	kick chan struct{} // wakes the supervisor (a broken conn, an accepted replacement)
 	stop chan struct{} // closed by Close
@@ -289,6 +291,7 @@ func (s *Storage) restart() error {
 	refused := s.catchUp(ctx, c, at0, replace)
 	s.mu.Lock()
 	s.cur, s.downErr, s.refused = c, nil, refused
+	s.restarts++
 	s.mu.Unlock()
 	go s.watch(c)
 	s.log.WithField("pid", c.proc.pid()).Warn("plugin restarted")
