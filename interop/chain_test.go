@@ -150,3 +150,20 @@ func lastLines(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// TestBadgerSuites runs ZEO's storage suites with every <filestorage> the
+// tests ask for served as a <badgerstorage> (the forker's
+// ZEORAID_BACKEND=badger): undo, pack, iteration, blobs, conflicts and
+// invalidations over Badger through Python's client.
+func TestBadgerSuites(t *testing.T) {
+	t.Parallel()
+	python := pyenv.Python(t)
+	expected := undoConflictResolution("FileStorageTests")
+	for k, v := range undoConflictResolution("BlobAdaptedFileStorageTests") {
+		expected[k] = v
+	}
+	runVariants(t, python, map[Encoding]suiteVariant{
+		Z5: {env: "ZEORAID_BACKEND=badger", classes: chainClasses[1:], expected: expected, least: 150},
+		M5: {env: "ZEORAID_BACKEND=badger", classes: chainClasses[1:2], expected: undoConflictResolution("FileStorageTests"), least: 80},
+	})
+}

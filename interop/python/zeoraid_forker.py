@@ -26,6 +26,7 @@ Every refusal is recorded in ``REFUSED`` so the runner can report it.
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -62,6 +63,41 @@ def supported_types():
 _SECTION = re.compile(r"<\s*([A-Za-z0-9_.-]+)(?:\s+([^>/\s]+))?\s*(/?)>")
 
 
+# ZEORAID_BACKEND=NAME serves every <filestorage> of a test as another
+# storage type: its section type, the suffix its path gets (so a test's
+# Data.fs name becomes a directory or file of that backend), the %import it
+# needs, and the filestorage keys it shares.
+BACKENDS = {
+    'badger': ('badgerstorage', '.badger', None),
+    'sqlite': ('sqlitestorage', '.sqlite', 'sqlite'),
+}
+_SHARED_KEYS = ('path', 'blob-dir', 'read-only', 'pack-gc')
+
+
+def as_backend(text, backend):
+    """text with each <filestorage> section rewritten as the backend's."""
+    try:
+        kind, suffix, imp = BACKENDS[backend]
+    except KeyError:
+        raise RuntimeError('ZEORAID_BACKEND=%r: not one of %s' % (backend, sorted(BACKENDS)))
+
+    def section(m):
+        keys = []
+        for line in m.group(2).splitlines():
+            words = line.split(None, 1)
+            if not words or words[0].lower() not in _SHARED_KEYS:
+                continue
+            if words[0].lower() == 'path':
+                line = 'path %s%s' % (words[1].strip(), suffix)
+            keys.append('  ' + line.strip())
+        return '<%s%s>\n%s\n</%s>' % (kind, m.group(1) or '', '\n'.join(keys), kind)
+
+    text = re.sub(r'<filestorage(\s+[^>\s]+)?\s*>(.*?)</filestorage>', section, text, flags=re.S | re.I)
+    if imp:
+        text = '%%import %s\n%s' % (imp, text)
+    return text
+
+
 def translate_storage_conf(conf):
     """Returns conf rewritten for zeoraid, or raises UnsupportedConfig."""
     lines = [l for l in conf.splitlines()
@@ -76,6 +112,9 @@ def translate_storage_conf(conf):
         inner = m.group(3).rstrip()
         text = (text[:m.start()] + "<filestorage %s>%s\nblob-dir %s\n</filestorage>"
                 % (name, inner, m.group(2)) + text[m.end():])
+    backend = os.environ.get('ZEORAID_BACKEND')
+    if backend:
+        text = as_backend(text, backend)
     types = supported_types()
     for sm in _SECTION.finditer(text):
         kind = sm.group(1).lower()
@@ -280,11 +319,13 @@ def _die_with_parent():
 def _cleanup(files):
     """Removes storage files like FileStorage.cleanup does."""
     for p in files:
-        for q in (p, p + '.index', p + '.lock', p + '.tmp', p + '.old', p + '.pack'):
+        for q in (p, p + '.index', p + '.lock', p + '.tmp', p + '.old', p + '.pack', p + '-wal', p + '-shm'):
             try:
                 os.remove(q)
             except OSError:
                 pass
+        if os.path.isdir(p):  # a Badger directory
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def install():
