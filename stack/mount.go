@@ -72,23 +72,43 @@ func (m *Mount) Storage() Storage { return m.gen.Load().s }
 // root) is held, so a load or an iterator never sees its storage closed
 // under it by a reload.
 func (m *Mount) Lease() (Storage, func()) {
+	g, leased := m.acquire()
+	if !leased {
+		return g.s, func() {}
+	}
+	var once sync.Once
+	return g.s, func() { once.Do(g.release) }
+}
+
+// Use calls f with the storage currently mounted, under a lease that ends
+// when f returns: Lease for a call that is over when Use returns, without
+// allocating (the server takes one for every request).
+func (m *Mount) Use(f func(Storage) error) error {
+	g, leased := m.acquire()
+	if leased {
+		defer g.release()
+	}
+	return f(g.s)
+}
+
+// acquire returns the current root with a lease taken on it, or, once the
+// mount itself was retired (its name is no longer served), its last root
+// without a lease: that storage is being closed, calls on it fail.
+func (m *Mount) acquire() (g *generation, leased bool) {
 	for {
 		g := m.gen.Load()
 		g.mu.Lock()
 		if g.retired {
 			g.mu.Unlock()
 			if m.gen.Load() == g {
-				// The mount itself was retired (its name is no longer
-				// served): the storage is being closed, calls on it fail.
-				return g.s, func() {}
+				return g, false
 			}
 			// Swapped after Load: the newer root is already stored.
 			continue
 		}
 		g.leases++
 		g.mu.Unlock()
-		var once sync.Once
-		return g.s, func() { once.Do(g.release) }
+		return g, true
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -28,11 +29,17 @@ const frameHeader = 4
 
 // conn is one client connection. One goroutine reads and dispatches its
 // messages strictly in arrival order (async stores must precede the vote
-// that follows them); one goroutine writes its outgoing queue. Calls that
-// may wait long (a vote waiting for the commit lock, pack, undoLog) run on
-// their own goroutines and reply when done; replies are matched by msgid.
-// The reader goroutine alone releases what the connection holds, when it
-// ends (see cleanup); close only makes it end.
+// that follows them). Outgoing frames go through one queue, written in the
+// order they were queued by whichever goroutine owns the socket: the
+// reader itself, which writes its replies without blocking once it has no
+// request left to read (a serial client's reply costs no hand-off to
+// another goroutine), or the writer goroutine, which takes over whatever
+// could not be written at once and everything queued by other goroutines
+// (invalidations, late replies). Calls that may wait long (a vote waiting
+// for the commit lock, pack, undoLog) run on their own goroutines and
+// reply when done; replies are matched by msgid. The reader goroutine
+// alone releases what the connection holds, when it ends (see cleanup);
+// close only makes it end.
 type conn struct {
 	srv   *Server
 	nc    net.Conn
@@ -46,12 +53,21 @@ type conn struct {
 	ctx    context.Context // cancelled when the connection closes
 	cancel context.CancelFunc
 
-	outMu      sync.Mutex
-	out        [][]byte // encoded frames waiting for the writer
-	outBytes   int
-	outSignal  chan struct{}
-	closedOnce sync.Once
-	reason     atomic.Pointer[string] // why the server closed it, if it did
+	// raw writes the socket without blocking (writeNow); nil when the
+	// connection cannot (TLS): the writer goroutine writes everything.
+	raw syscall.RawConn
+
+	outMu    sync.Mutex
+	out      []*frame // whole frames (or the unwritten rest of some), in order
+	spare    []*frame // the array of a written batch, for the next
+	outBytes int
+	// writing: a goroutine owns the socket and writes out until it is
+	// empty before giving it up. holding: the reader is answering a call
+	// and writes out itself afterwards (flush), so a send wakes nobody.
+	writing, holding bool
+	outSignal        chan struct{} // hands the socket to the writer goroutine
+	closedOnce       sync.Once
+	reason           atomic.Pointer[string] // why the server closed it, if it did
 
 	// Registration state, set once by register on the reader goroutine,
 	// before the connection joins the mount's broadcast set and before any
@@ -79,10 +95,16 @@ func newConn(srv *Server, nc net.Conn) *conn {
 	if peer == "" || peer == "@" { // a unix socket's client has no name
 		peer = nc.LocalAddr().String()
 	}
-	return &conn{
+	c := &conn{
 		srv: srv, nc: nc, peer: peer, ctx: ctx, cancel: cancel,
 		outSignal: make(chan struct{}, 1),
 	}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			c.raw = raw
+		}
+	}
+	return c
 }
 
 // storageServerLogger and asyncioServerLogger are the Python loggers whose
@@ -147,7 +169,12 @@ func (c *conn) serve() {
 	c.codec = codec
 	c.srv.spawn(c.writeLoop)
 	for {
-		p, err := fr.ReadFrame()
+		// When the next read waits for the client, what the calls
+		// answered so far goes out now, in one write. While requests are
+		// already buffered (a pipelining client), replies pile up and
+		// leave together.
+		c.flush(fr.Buffered() == 0)
+		p, err := fr.Next()
 		if err != nil {
 			if !errors.Is(err, io.EOF) && c.ctx.Err() == nil {
 				c.log().WithError(err).Info(c.labelled("closing connection: bad frame"))
@@ -233,40 +260,216 @@ func (c *conn) cleanup() {
 	c.srv.forget(c)
 }
 
-// writeLoop writes queued frames until the connection closes. Frames
-// queued together go out in one buffered write.
+// writeLoop writes the queue whenever it is handed the socket, until the
+// queue is empty, and then gives the socket up. Frames queued together go
+// out in one buffered write.
 func (c *conn) writeLoop() {
 	bw := bufio.NewWriterSize(c.nc, 64<<10)
-	fw := zeoproto.NewFrameWriter(bw)
 	for {
 		select {
 		case <-c.ctx.Done():
 			return
 		case <-c.outSignal:
 		}
-		c.outMu.Lock()
-		batch := c.out
-		c.out = nil
-		c.outBytes = 0
-		c.outMu.Unlock()
-		for _, p := range batch {
-			if err := fw.WriteFrame(p); err != nil {
+		for {
+			c.outMu.Lock()
+			batch := c.takeOut()
+			if len(batch) == 0 {
+				c.writing = false
+				c.outMu.Unlock()
+				break
+			}
+			c.outMu.Unlock()
+			for _, f := range batch {
+				if _, err := bw.Write(f.b); err != nil {
+					c.close("write failed: " + err.Error())
+					return
+				}
+				f.free()
+			}
+			c.giveBack(batch)
+			if err := bw.Flush(); err != nil {
 				c.close("write failed: " + err.Error())
 				return
 			}
 		}
-		if err := bw.Flush(); err != nil {
-			c.close("write failed: " + err.Error())
-			return
+	}
+}
+
+// hold marks the reader as answering a call whose reply it queues before
+// returning: sends wake nobody until flush. Only calls that answer before
+// they return are held, so what other goroutines queue meanwhile waits at
+// most for that call.
+func (c *conn) hold() {
+	c.outMu.Lock()
+	c.holding = true
+	c.outMu.Unlock()
+}
+
+// flushBytes is how much the reader lets held replies pile up while
+// requests are still buffered.
+const flushBytes = 64 << 10
+
+// flush ends a hold, unless the reader is not idle (more requests are
+// buffered) and little is held: the reader writes the queue itself when no
+// other goroutine owns the socket, without blocking, and hands what the
+// socket did not take (and what was queued meanwhile) to the writer
+// goroutine.
+func (c *conn) flush(idle bool) {
+	c.outMu.Lock()
+	if !c.holding || !idle && c.outBytes < flushBytes {
+		c.outMu.Unlock()
+		return
+	}
+	c.holding = false
+	if c.writing || len(c.out) == 0 {
+		c.outMu.Unlock()
+		return
+	}
+	c.writing = true
+	batch := c.takeOut()
+	c.outMu.Unlock()
+	rest := batch
+	if c.raw != nil {
+		rest = c.writeNow(batch)
+	}
+	c.outMu.Lock()
+	if rest == nil {
+		c.giveBackLocked(batch)
+	}
+	if len(rest) == 0 && len(c.out) == 0 {
+		c.writing = false
+		c.outMu.Unlock()
+		return
+	}
+	for _, f := range rest {
+		c.outBytes += len(f.b)
+	}
+	for _, f := range c.out {
+		c.outBytes += len(f.b)
+	}
+	c.out = append(rest, c.out...)
+	c.outMu.Unlock()
+	c.outSignal <- struct{}{} // writing stays set: the writer owns the socket now
+}
+
+// takeOut empties the queue and returns what it held; outMu is held.
+func (c *conn) takeOut() []*frame {
+	batch := c.out
+	c.out, c.spare = c.spare[:0], nil
+	c.outBytes = 0
+	return batch
+}
+
+// giveBack keeps the array of a written batch for the next one.
+func (c *conn) giveBack(batch []*frame) {
+	c.outMu.Lock()
+	c.giveBackLocked(batch)
+	c.outMu.Unlock()
+}
+
+func (c *conn) giveBackLocked(batch []*frame) {
+	clear(batch)
+	if c.spare == nil && cap(batch) <= 1024 {
+		c.spare = batch[:0]
+	}
+}
+
+// writeNow writes batch to the socket as far as it takes it without
+// waiting (one write system call for the whole batch), frees what it
+// wrote and returns nil, or what is left for the writer goroutine. A
+// failed write closes the connection.
+func (c *conn) writeNow(batch []*frame) []*frame {
+	f := batch[0]
+	if len(batch) > 1 {
+		n := 0
+		for _, p := range batch {
+			n += len(p.b)
+		}
+		f = newFrame(n)
+		for _, p := range batch {
+			f.b = append(f.b, p.b...)
+			p.free()
 		}
 	}
+	buf := f.b
+	var done int
+	var werr error
+	err := c.raw.Write(func(fd uintptr) bool {
+		for done < len(buf) {
+			n, err := syscall.Write(int(fd), buf[done:])
+			if n > 0 {
+				done += n
+			}
+			if err == syscall.EINTR {
+				continue
+			}
+			if err != nil {
+				if err != syscall.EAGAIN {
+					werr = err
+				}
+				break
+			}
+		}
+		return true // never wait: the rest is the writer's
+	})
+	if err == nil {
+		err = werr
+	}
+	if err != nil {
+		f.free()
+		c.close("write failed: " + err.Error())
+		return nil
+	}
+	if done == len(buf) {
+		f.free()
+		return nil
+	}
+	rest := &frame{b: append([]byte(nil), buf[done:]...)}
+	f.free()
+	return []*frame{rest}
+}
+
+// frame is an encoded outgoing frame (or what is left of frames), in a
+// buffer that goes back to frames once written.
+type frame struct{ b []byte }
+
+// frames are the buffers replies are encoded into, back from the socket
+// once written.
+var frames = sync.Pool{New: func() any { return &frame{b: make([]byte, 0, 1024)} }}
+
+// maxPooledFrame bounds the buffers kept for reuse: a reply carrying a
+// large record does not pin its buffer.
+const maxPooledFrame = 64 << 10
+
+// newFrame returns an empty frame with room for n bytes.
+func newFrame(n int) *frame {
+	if n > maxPooledFrame {
+		return &frame{b: make([]byte, 0, n)}
+	}
+	f := frames.Get().(*frame)
+	if cap(f.b) < n {
+		f.b = make([]byte, 0, n)
+	}
+	return f
+}
+
+func (f *frame) free() {
+	if cap(f.b) > maxPooledFrame {
+		return
+	}
+	f.b = f.b[:0]
+	frames.Put(f)
 }
 
 // send queues one message; messages are written in the order send is
 // called.
 func (c *conn) send(m zeoproto.Message) {
-	p, err := c.codec.Encode(m)
+	f := newFrame(0)
+	var err error
+	f.b, err = zeoproto.AppendMessageFrame(c.codec, f.b, m)
 	if err != nil {
+		f.free()
 		// An unencodable reply is our bug; the client would hang waiting
 		// for it, so tell it through an error reply instead.
 		c.log().WithError(err).WithField("method", m.Name).Error(c.labelled("cannot encode message"))
@@ -275,25 +478,30 @@ func (c *conn) send(m zeoproto.Message) {
 		}
 		return
 	}
+	n := len(f.b) // f is the writer's once queued
 	c.outMu.Lock()
 	if c.ctx.Err() != nil {
 		c.outMu.Unlock()
+		f.free()
 		return
 	}
-	c.out = append(c.out, p)
-	c.outBytes += len(p)
+	c.out = append(c.out, f)
+	c.outBytes += n
 	over := c.outBytes > maxBacklog
+	wake := !c.writing && !c.holding
+	if wake {
+		c.writing = true
+	}
 	c.outMu.Unlock()
 	if c.ms != nil {
-		c.ms.metrics.written.Add(int64(len(p) + frameHeader))
+		c.ms.metrics.written.Add(int64(n))
 	}
 	if over {
 		c.close("client does not read its replies")
 		return
 	}
-	select {
-	case c.outSignal <- struct{}{}:
-	default:
+	if wake {
+		c.outSignal <- struct{}{} // the writer owns the socket now
 	}
 }
 

@@ -83,6 +83,7 @@ func (c *conn) dispatch(m zeoproto.Message) error {
 		if m.IsAsync() {
 			return fmt.Errorf("register must be a synchronous call")
 		}
+		c.hold()
 		if err := c.register(m.ID, args); err != nil {
 			c.replyErr(m.ID, err)
 		}
@@ -91,20 +92,25 @@ func (c *conn) dispatch(m zeoproto.Message) error {
 	// The call's storage stays open until the call returns, even if a
 	// reload swaps the mount's root meanwhile; calls that answer later
 	// (pack, undoLog, extension calls) take a lease of their own.
-	_, release := c.ms.mount.Lease()
-	defer release()
+	return c.ms.mount.Use(func(stack.Storage) error { return c.call(m, args) })
+}
+
+// call handles a call of a registered connection.
+func (c *conn) call(m zeoproto.Message, args zeoproto.Args) error {
 	start := time.Now()
 	if m.IsAsync() {
 		h, ok := asyncMethods[m.Name]
 		if !ok {
 			return fmt.Errorf("unknown asynchronous method %q", m.Name)
 		}
+		c.flush(true)
 		defer c.ms.observe(m.Name, start)
 		return h(c, args)
 	}
 	h, ok := syncMethods[m.Name]
 	if !ok {
 		if ah, isAsync := asyncMethods[m.Name]; isAsync {
+			c.hold()
 			// Python servers dispatch by name alone: a method clients
 			// send without waiting may also be called and answered
 			// (ZEO's IterationTests call iterator_gc so). The reply is
@@ -125,7 +131,12 @@ func (c *conn) dispatch(m zeoproto.Message) error {
 	}
 	later := !ok || deferredReply[m.Name]
 	if later {
+		c.flush(true)
 		c.pend(m.ID, m.Name, start)
+	} else {
+		// Answered before h returns: the reader writes the reply itself
+		// (conn.hold).
+		c.hold()
 	}
 	if err := h(c, m.ID, args); err != nil {
 		c.replyErr(m.ID, err)

@@ -85,6 +85,38 @@ func (f *FrameReader) ReadFrame() ([]byte, error) {
 	return p, nil
 }
 
+// Next returns the next frame's payload like ReadFrame, but the slice is
+// only valid until the next call of Next or ReadFrame: a frame that
+// arrived whole is returned in place from the read buffer, without a copy.
+// It suits a reader that decodes each frame before reading the next (the
+// codecs copy what they keep).
+func (f *FrameReader) Next() ([]byte, error) {
+	hdr, err := f.r.Peek(4)
+	if err != nil {
+		if len(hdr) > 0 && err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr)
+	if n == 0 || n > f.max || int(n) > f.r.Size()-4 {
+		return f.ReadFrame()
+	}
+	whole, err := f.r.Peek(4 + int(n))
+	if err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	_, _ = f.r.Discard(4 + int(n))
+	return whole[4:], nil
+}
+
+// Buffered is how many bytes have been received and not yet returned as
+// frames: when it is 0, the next read waits for the peer.
+func (f *FrameReader) Buffered() int { return f.r.Buffered() }
+
 // AppendFrame appends the frame holding payload to b.
 func AppendFrame(b, payload []byte) []byte {
 	b = binary.BigEndian.AppendUint32(b, uint32(len(payload)))

@@ -1,6 +1,7 @@
 package zeoproto
 
 import (
+	"encoding/binary"
 	"fmt"
 )
 
@@ -181,6 +182,58 @@ func (c msgpackCodec) Decode(p []byte) (Message, error) {
 		return Message{}, err
 	}
 	return messageFrom(v)
+}
+
+// AppendMessageFrame appends the whole frame of m (the length prefix and
+// the payload Encode would return) to b, encoding in place: a server
+// replying from a reused buffer then allocates neither the payload nor
+// the frame.
+func AppendMessageFrame(c Codec, b []byte, m Message) ([]byte, error) {
+	start := len(b)
+	b = append(b, 0, 0, 0, 0)
+	var err error
+	if _, ok := c.(pickleCodec); ok {
+		b, err = appendMessagePickle(b, m)
+	} else {
+		var p []byte
+		p, err = c.Encode(m)
+		b = append(b, p...)
+	}
+	if err != nil {
+		return b[:start], err
+	}
+	n := len(b) - start - 4
+	if uint64(n) > 1<<32-1 {
+		return b[:start], fmt.Errorf("frame of %d bytes is too large for the 32-bit length", n)
+	}
+	binary.BigEndian.PutUint32(b[start:], uint32(n))
+	return b, nil
+}
+
+// appendMessagePickle appends the pickle of m.tuple() without building
+// the tuple (or boxing its name and flag): PROTO 3, MARK, the four items,
+// TUPLE, STOP.
+func appendMessagePickle(b []byte, m Message) ([]byte, error) {
+	b = append(b, opProto, 3, opMark)
+	var err error
+	if m.ID == nil {
+		b = appendPickleInt(b, 0)
+	} else if b, err = appendPickleDepth(b, m.ID, 1); err != nil {
+		return b, err
+	}
+	switch {
+	case m.IsReply():
+		b = appendPickleInt(b, int64(m.Flag))
+	case m.Flag != FlagSync:
+		b = append(b, opNewTrue)
+	default:
+		b = append(b, opNewFalse)
+	}
+	b = appendPickleString(b, m.Name)
+	if b, err = appendPickleDepth(b, m.Args, 1); err != nil {
+		return b, err
+	}
+	return append(b, opTuple, opStop), nil
 }
 
 // tuple is the 4-tuple Python would encode for m.

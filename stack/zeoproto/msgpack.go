@@ -183,6 +183,16 @@ func decodeMsgpack(dec *msgpack.Decoder, r *bytes.Reader, depth int) (any, error
 		if err != nil {
 			return nil, err
 		}
+		if n < 0 || n > r.Len() {
+			return nil, fmt.Errorf("declared length %d, %d bytes left", n, r.Len())
+		}
+		var buf [64]byte
+		if n <= len(buf) {
+			// Read into the stack buffer (n bytes are there, checked
+			// above): a method name is then looked up without allocating.
+			k, _ := r.Read(buf[:n])
+			return internString(buf[:k]), nil
+		}
 		b, err := readExactly(r, n)
 		return string(b), err
 	case msgpcode.IsBin(c):

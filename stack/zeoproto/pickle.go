@@ -9,6 +9,7 @@ import (
 	"math/big"
 	"sort"
 	"strconv"
+	"sync"
 
 	"github.com/zeoraid/zeoraid/stack"
 )
@@ -143,9 +144,7 @@ func appendPickleDepth(b []byte, v any, depth int) ([]byte, error) {
 		b = append(b, opBinFloat)
 		return binary.BigEndian.AppendUint64(b, math.Float64bits(v)), nil
 	case string:
-		b = append(b, opBinUnicode)
-		b = binary.LittleEndian.AppendUint32(b, uint32(len(v)))
-		return append(b, v...), nil
+		return appendPickleString(b, v), nil
 	case []byte:
 		return appendPickleBytes(b, v), nil
 	case stack.Oid:
@@ -172,6 +171,12 @@ func appendPickleDepth(b []byte, v any, depth int) ([]byte, error) {
 		return appendPickleObject(b, v, depth)
 	}
 	return b, fmt.Errorf("pickle: cannot encode Go %T", v)
+}
+
+func appendPickleString(b []byte, v string) []byte {
+	b = append(b, opBinUnicode)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(v)))
+	return append(b, v...)
 }
 
 func appendPickleBytes(b []byte, v []byte) []byte {
@@ -407,12 +412,54 @@ func DecodeReplyPickle(p []byte) (any, error) {
 }
 
 func decodePickle(p []byte, anyGlobal bool) (any, error) {
-	d := pickleDecoder{buf: p, anyGlobal: anyGlobal, budget: 8*len(p) + 4096}
+	d := decoders.Get().(*pickleDecoder)
+	*d = pickleDecoder{buf: p, anyGlobal: anyGlobal, budget: 8*len(p) + 4096, stack: d.stack[:0], marks: d.marks[:0]}
 	v, err := d.run()
+	pos := d.pos
+	d.recycle()
 	if err != nil {
-		return nil, fmt.Errorf("pickle: at byte %d: %w", d.pos, err)
+		return nil, fmt.Errorf("pickle: at byte %d: %w", pos, err)
 	}
 	return v, nil
+}
+
+// decoders keeps the stacks of finished decodes for the next ones: a
+// message then decodes without growing them again.
+var decoders = sync.Pool{New: func() any {
+	return &pickleDecoder{stack: make([]any, 0, 16), marks: make([]int, 0, 4)}
+}}
+
+// maxPooledStack bounds the stack a pooled decoder keeps.
+const maxPooledStack = 256
+
+// recycle drops what d refers to and returns it to the pool.
+func (d *pickleDecoder) recycle() {
+	clear(d.stack[:cap(d.stack)])
+	st, marks := d.stack[:0], d.marks[:0]
+	*d = pickleDecoder{stack: st, marks: marks}
+	if cap(st) <= maxPooledStack && cap(marks) <= maxPooledStack {
+		decoders.Put(d)
+	}
+}
+
+// sharedCopyMax is the largest pickle whose bytes values share one copy
+// of the input. A value kept alive keeps that copy alive too, so the
+// waste is bounded by this size; larger pickles copy each value alone.
+const sharedCopyMax = 4096
+
+// bytesValue returns a copy of b, the bytes just read (b ends at d.pos).
+// In a small pickle every bytes value (the oids and tids of a request) is
+// cut from one copy of the input, made at the first, with its capacity
+// capped so that appending to one never writes into another.
+func (d *pickleDecoder) bytesValue(b []byte) []byte {
+	if len(d.buf) > sharedCopyMax {
+		return append([]byte{}, b...)
+	}
+	if d.own == nil {
+		d.own = append([]byte(nil), d.buf...)
+	}
+	start := d.pos - len(b)
+	return d.own[start:d.pos:d.pos]
 }
 
 type pickleDecoder struct {
@@ -422,6 +469,7 @@ type pickleDecoder struct {
 	stack     []any // values, and *listBuilder/*dictBuilder still being filled
 	marks     []int
 	memo      map[uint64]any
+	own       []byte // the copy of buf bytes values are cut from (bytesValue)
 	// budget bounds the work memo GET, DUP and copy-on-write add beyond
 	// the input's own size, so shared references cannot expand a small
 	// pickle into a huge value (Python never sends memo opcodes to ZEO).
@@ -782,7 +830,7 @@ func (d *pickleDecoder) run() (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			d.push(string(b))
+			d.push(internString(b))
 		case opUnicode:
 			l, err := d.line()
 			if err != nil {
@@ -798,7 +846,7 @@ func (d *pickleDecoder) run() (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			d.push(append([]byte{}, b...))
+			d.push(d.bytesValue(b))
 		case opString:
 			l, err := d.line()
 			if err != nil {
