@@ -125,6 +125,17 @@ func (r *Runzeo) BlobDir(name string) string {
 	return filepath.Join(r.StorageDir(name), "blobs")
 }
 
+// Pid is the process id of the running server, 0 when none runs: for
+// reading its processor time and memory from /proc (`zeoraid bench`).
+func (r *Runzeo) Pid() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd == nil {
+		return 0
+	}
+	return r.cmd.Process.Pid
+}
+
 // Logs returns everything the server processes wrote so far.
 func (r *Runzeo) Logs() string { return r.logs.String() }
 

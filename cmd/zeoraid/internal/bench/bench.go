@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -29,6 +30,7 @@ type Options struct {
 	ObjectSize  int           // bytes per object record, default 200
 	Duration    time.Duration // per phase, default 5s
 	LargeCommit int           // objects per large commit, default 100
+	Pid         int           // the server process whose processor time each phase measures; 0: none
 	Progress    io.Writer     // phase names and counts as they finish; nil: quiet
 }
 
@@ -60,6 +62,16 @@ type Phase struct {
 	Elapsed  time.Duration
 	P50, P99 time.Duration
 	Errors   int
+	CPU      time.Duration // the server's processor time over the phase, when measured
+}
+
+// CPUPerOp is the server's processor time per operation (0 when not
+// measured).
+func (p Phase) CPUPerOp() time.Duration {
+	if p.Ops == 0 {
+		return 0
+	}
+	return p.CPU / time.Duration(p.Ops)
 }
 
 // PerSecond is the phase's throughput.
@@ -74,6 +86,7 @@ func (p Phase) PerSecond() float64 {
 type Result struct {
 	Addr   string
 	Phases []Phase
+	Oids   []stack.Oid // the objects the setup created, which loads read
 }
 
 // Phase returns the named phase.
@@ -98,6 +111,12 @@ const (
 
 // Run benchmarks the server at o.Addr.
 func Run(ctx context.Context, o Options) (Result, error) {
+	return run(ctx, o, []string{PhaseLoad, PhaseSmall, PhaseLarge})
+}
+
+// run runs the named phases (of PhaseLoad, PhaseSmall, PhaseLarge), in
+// that order, after the setup; Result.Objects lists the objects created.
+func run(ctx context.Context, o Options, names []string) (Result, error) {
 	o.defaults()
 	res := Result{Addr: o.Addr}
 	clients := make([]*worker, o.Conns)
@@ -120,6 +139,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	objs, err := clients[0].populate(ctx, o.Objects, o.ObjectSize)
 	if err != nil {
 		return res, fmt.Errorf("setup: %w", err)
+	}
+	for _, ob := range objs {
+		res.Oids = append(res.Oids, ob.oid)
 	}
 	progress(o, "setup: %d objects created", len(objs))
 
@@ -150,8 +172,15 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}},
 	}
 	for _, ph := range phases {
+		if !slices.Contains(names, ph.name) {
+			continue
+		}
+		cpu := startCPU(o.Pid)
 		p, err := runPhase(ctx, ph.name, clients, o.Duration, ph.op)
 		if err != nil {
+			return res, err
+		}
+		if p.CPU, err = cpu.stop(); err != nil {
 			return res, err
 		}
 		res.Phases = append(res.Phases, p)

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -18,8 +19,20 @@ import (
 type Server struct {
 	Name   string
 	Addr   string
+	dir    string // its configuration and data, when the report started it
 	cmd    *exec.Cmd
 	runzeo *pyenv.Runzeo
+}
+
+// Pid is the server's process id (0 once stopped).
+func (s *Server) Pid() int {
+	if s.runzeo != nil {
+		return s.runzeo.Pid()
+	}
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
 }
 
 // Stop ends the server with SIGTERM and waits for it.
@@ -75,7 +88,8 @@ func StartZeoraid(ctx context.Context, exe, storage, dir string) (*Server, error
 	ready := filepath.Join(dir, "ready")
 	cmd := exec.CommandContext(ctx, exe, "serve", "-C", conf, "--ready-file", ready)
 	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	logs := &tailBuffer{}
+	cmd.Stdout, cmd.Stderr = io.Discard, logs
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("zeoraid: %w", err)
 	}
@@ -89,7 +103,30 @@ func StartZeoraid(ctx context.Context, exe, storage, dir string) (*Server, error
 		time.Sleep(20 * time.Millisecond)
 	}
 	s.Stop()
-	return nil, fmt.Errorf("zeoraid did not report its address in %s", ready)
+	return nil, fmt.Errorf("zeoraid did not report its address in %s:\n%s", ready, logs.String())
+}
+
+// tailBuffer keeps the last 4 kB written to it: a server's log, for the
+// error when it does not start.
+type tailBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > 4096 {
+		t.b = append(t.b[:0], t.b[len(t.b)-4096:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
 }
 
 // PrintComparison writes a table of both results and zeoraid/runzeo ratios
