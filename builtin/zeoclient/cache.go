@@ -229,6 +229,35 @@ func (c *cache) invalidate(tid stack.Tid, oids []stack.Oid, exact bool) {
 	}
 }
 
+// committed applies the node's own commit tid, which wrote data[oid] for
+// each oid of data and changed every oid of oids: as invalidate, and then
+// the written data becomes the current revision of its object, as ZEO's
+// ClientStorage keeps what it committed. A later store then finds the
+// serial it is given here, without asking the server whether the object
+// exists. Nothing is kept when the cache already knows of a later commit
+// (an invalidation that overtook the tpc_finish reply): it may have
+// changed these objects.
+func (c *cache) committed(tid stack.Tid, oids []stack.Oid, data map[stack.Oid][]byte) {
+	c.invalidate(tid, oids, true)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.max <= 0 || c.last != tid {
+		return
+	}
+	for oid, d := range data {
+		o := c.object(oid)
+		if o.cur != nil {
+			if o.cur.serial >= tid {
+				continue
+			}
+			c.size -= int64(len(o.cur.data)) + entryOverhead
+		}
+		o.cur = &revision{data: clone(d), serial: tid}
+		c.size += int64(len(d)) + entryOverhead
+	}
+	c.evict()
+}
+
 func (c *cache) record(oids []stack.Oid) {
 	c.gen++
 	c.log = append(c.log, invalEntry{gen: c.gen, oids: oids})

@@ -95,3 +95,34 @@ func TestCacheEvictsAndCopies(t *testing.T) {
 		t.Fatal("clear left entries")
 	}
 }
+
+// TestCacheOwnCommit: the node's own commit leaves what it wrote as the
+// current revision (so a later store of it needs no existence check),
+// unless an invalidation of a later commit overtook the tpc_finish reply.
+func TestCacheOwnCommit(t *testing.T) {
+	c := newCache(1 << 20)
+	c.setLast(10)
+	c.store(1, stack.MaxTid, stack.Revision{Data: []byte("old"), Serial: 5}, c.generation())
+	c.committed(12, []stack.Oid{1, 2, 3}, map[stack.Oid][]byte{1: []byte("new"), 2: []byte("two")})
+	if r, ok := c.load(1, stack.MaxTid); !ok || string(r.Data) != "new" || r.Serial != 12 {
+		t.Fatalf("oid 1 after the own commit = %+v, %v; want new at 12", r, ok)
+	}
+	if r, ok := c.load(1, 12); !ok || string(r.Data) != "old" || r.NextSerial != 12 {
+		t.Fatalf("oid 1 before the own commit = %+v, %v; want old [5, 12)", r, ok)
+	}
+	if !c.knows(2, 12) || c.knows(3, 12) {
+		t.Fatalf("knows(2, 12) = %v, knows(3, 12) = %v; want true (written), false (deleted or undone)", c.knows(2, 12), c.knows(3, 12))
+	}
+	// A later commit's invalidation applied first: nothing is kept.
+	c.invalidate(20, []stack.Oid{4}, true)
+	c.committed(15, []stack.Oid{4}, map[stack.Oid][]byte{4: []byte("stale")})
+	if c.knows(4, 15) {
+		t.Fatal("an own commit overtaken by a later invalidation was cached")
+	}
+	// A cache of size 0 keeps nothing.
+	z := newCache(0)
+	z.committed(12, []stack.Oid{1}, map[stack.Oid][]byte{1: []byte("x")})
+	if z.knows(1, 12) {
+		t.Fatal("a disabled cache kept an own commit")
+	}
+}

@@ -42,7 +42,14 @@ type Txn struct {
 	byOid map[stack.Oid]*txnOp // the write of each oid
 	oids  []stack.Oid          // every oid the transaction changes
 	sent  map[stack.Oid][]byte // data sent per oid, for conflict errors
-	blobs []pendingBlob        // blob files stored, moved into place at Finish
+	// undone is set by Undo: the server changes objects the transaction
+	// does not know the data of, so Finish caches none of its data.
+	undone bool
+	// written is the data the commit gives each oid, known once Vote
+	// succeeded (the sent data minus what the server resolved); Finish
+	// caches it.
+	written map[stack.Oid][]byte
+	blobs   []pendingBlob // blob files stored, moved into place at Finish
 }
 
 type opKind int
@@ -258,6 +265,7 @@ func (t *Txn) Undo(ctx context.Context, id []byte) ([]stack.Oid, error) {
 	}
 	t.ops = append(t.ops, &txnOp{kind: opUndo, undoID: id})
 	t.oids = append(t.oids, oids...)
+	t.undone = true
 	return oids, nil
 }
 
@@ -573,6 +581,15 @@ func (t *Txn) Vote(ctx context.Context) ([]stack.Oid, error) {
 		return fail(conflicts)
 	}
 	t.oids = append(t.oids, resolved...)
+	if !t.undone {
+		t.written = make(map[stack.Oid][]byte, len(t.sent))
+		for oid, d := range t.sent {
+			t.written[oid] = d
+		}
+		for _, oid := range resolved {
+			delete(t.written, oid)
+		}
+	}
 	t.state = txnVoted
 	return resolved, nil
 }
@@ -630,7 +647,7 @@ func (t *Txn) Finish(ctx context.Context) (stack.Tid, error) {
 		return fail(err)
 	}
 	oids := dedup(t.oids)
-	s.cache.invalidate(tid, oids, true)
+	s.cache.committed(tid, oids, t.written)
 	for _, b := range t.blobs {
 		if err := s.blobs.committed(b.oid, tid, b.path); err != nil {
 			s.log.WithError(err).WithField("oid", b.oid.String()).Warn("could not keep the committed blob in the blob cache")
