@@ -105,6 +105,50 @@ func wrapSource(err error) error       { return &sourceError{err} }
 // destination's transaction is aborted, so dst never has part of tr.
 // Errors of src satisfy errors.Is(err, ErrSource).
 func RestoreTransaction(ctx context.Context, src, dst Storage, tr TxnRecord, bound CallBound) (int64, error) {
+	return restoreOne(ctx, src, dst, tr, bound, dst.Begin)
+}
+
+// RestoreTransactions writes trs, consecutive transactions read from
+// src's iterator, to dst as RestoreTransaction writes each. When dst is a
+// BulkRestorer they go in one bulk, made durable by one SyncBulk at the
+// end (or after the last transaction written when one fails). It returns
+// how many of trs are on dst for good (all, or those before the one that
+// failed) with their data bytes, and the error. Each transaction is
+// written whole: when ctx ends, the bulk stops between two with ctx's
+// error. Errors of src satisfy errors.Is(err, ErrSource).
+func RestoreTransactions(ctx context.Context, src, dst Storage, trs []TxnRecord, bound CallBound) (int, int64, error) {
+	begin := dst.Begin
+	bulk, isBulk := AsBulkRestorer(dst)
+	if isBulk {
+		begin = bulk.BeginBulk
+	}
+	var size int64
+	done := 0
+	var err error
+	// Each transaction is written whole: ctx ends the bulk between two.
+	wctx := context.WithoutCancel(ctx)
+	for _, tr := range trs {
+		if err = ctx.Err(); err != nil {
+			break
+		}
+		var n int64
+		if n, err = restoreOne(wctx, src, dst, tr, bound, begin); err != nil {
+			break
+		}
+		size += n
+		done++
+	}
+	if isBulk && done > 0 {
+		if serr := bound.call(context.WithoutCancel(ctx), bulk.SyncBulk); serr != nil {
+			return 0, 0, errors.Join(err, fmt.Errorf("sync after %s: %w", trs[done-1].Tid, serr))
+		}
+	}
+	return done, size, err
+}
+
+// restoreOne is RestoreTransaction with the destination's transaction
+// begun by begin (dst.Begin, or a BulkRestorer's BeginBulk).
+func restoreOne(ctx context.Context, src, dst Storage, tr TxnRecord, bound CallBound, begin func(context.Context, TxnMeta) (Txn, error)) (int64, error) {
 	var txn Txn
 	fail := func(op string, err error) (int64, error) {
 		if txn != nil {
@@ -116,7 +160,7 @@ func RestoreTransaction(ctx context.Context, src, dst Storage, tr TxnRecord, bou
 		return fail("tpc_begin", fmt.Errorf("the destination cannot restore: %w", ErrNotSupported))
 	}
 	meta := tr.TxnMeta
-	if err := bound.call(ctx, func(ctx context.Context) (err error) { txn, err = dst.Begin(ctx, meta); return err }); err != nil {
+	if err := bound.call(ctx, func(ctx context.Context) (err error) { txn, err = begin(ctx, meta); return err }); err != nil {
 		return fail("tpc_begin", err)
 	}
 	rt, ok := txn.(RestoreTxn)
@@ -178,7 +222,8 @@ type CopyOptions struct {
 	// Bound derives each call's context (nil: no per-call timeout).
 	Bound CallBound
 	// ReadAhead is how many source transactions are read ahead while the
-	// destination writes; 0 means 16.
+	// destination writes; 0 means 64. A destination that is a
+	// BulkRestorer takes those read ahead in one bulk (BulkBytes).
 	ReadAhead int
 	// Progress, if not nil, is called after every copied transaction.
 	Progress func(CopyProgress)
@@ -191,9 +236,15 @@ type CopyProgress struct {
 	Bytes        int64 // data bytes copied
 }
 
+// BulkBytes bounds the data of the transactions Copy and a RAID
+// recovery hand a BulkRestorer in one bulk (one fsync).
+const BulkBytes = 16 << 20
+
 // Copy copies src's transactions from opts.Start on into dst through the
-// restore path, one RestoreTransaction each, reading ahead from src on a
-// goroutine of its own. Cancelling ctx stops the copy between two
+// restore path, reading ahead from src on a goroutine of its own: each
+// transaction as RestoreTransaction writes it, those read ahead by the
+// time the destination is ready in one RestoreTransactions (one fsync
+// for a BulkRestorer). Cancelling ctx stops the copy between two
 // transactions: the transaction being written is finished first (each
 // call still bounded by opts.Bound), so dst always ends at a whole
 // transaction of src, and Copy returns ctx's error with what was copied.
@@ -208,33 +259,73 @@ func Copy(ctx context.Context, src, dst Storage, opts CopyOptions) (CopyProgress
 	}
 	ahead := opts.ReadAhead
 	if ahead <= 0 {
-		ahead = 16
+		ahead = 64
 	}
 	ti, err := it.Iterate(ctx, opts.Start, 0)
 	if err != nil {
 		return done, wrapSource(fmt.Errorf("iterate: %w", err))
 	}
-	type fetched struct {
-		rec TxnRecord
-		err error
+	ra := StartReadAhead(ctx, ti, ahead, opts.Bound)
+	defer ra.Close()
+	for {
+		if err := ctx.Err(); err != nil {
+			return done, err
+		}
+		batch, err := ra.Batch(ctx)
+		if err != nil && ctx.Err() != nil {
+			return done, ctx.Err()
+		}
+		if err != nil {
+			return done, wrapSource(fmt.Errorf("iterate: %w", err))
+		}
+		if len(batch) == 0 {
+			return done, ctx.Err()
+		}
+		n, _, err := RestoreTransactions(ctx, src, dst, batch, opts.Bound)
+		for _, tr := range batch[:n] {
+			done.Tid, done.Transactions, done.Bytes = tr.Tid, done.Transactions+1, done.Bytes+int64(recordBytes(tr))
+			if opts.Progress != nil {
+				opts.Progress(done)
+			}
+		}
+		if err != nil {
+			return done, err
+		}
 	}
+}
+
+// ReadAhead reads a TxnIterator on a goroutine of its own, some
+// transactions ahead of its reader, and hands them out in batches: what
+// was read while the reader wrote the previous batch.
+type ReadAhead struct {
+	ch     chan fetched
+	cancel context.CancelFunc
+	err    error // the source's, once its transactions before it were handed out
+}
+
+// fetched is one source transaction read ahead, or the source's error.
+type fetched struct {
+	rec TxnRecord
+	err error
+}
+
+// StartReadAhead starts reading ti, at most ahead transactions ahead,
+// each Next bounded by bound. Close it when done; it closes ti.
+func StartReadAhead(ctx context.Context, ti TxnIterator, ahead int, bound CallBound) *ReadAhead {
 	rctx, cancel := context.WithCancel(ctx)
-	ch := make(chan fetched, ahead)
+	ra := &ReadAhead{ch: make(chan fetched, ahead), cancel: cancel}
 	go func() {
-		defer close(ch)
+		defer close(ra.ch)
 		defer ti.Close()
 		for {
 			var rec TxnRecord
 			var ok bool
-			err := opts.Bound.call(rctx, func(ctx context.Context) (err error) { rec, ok, err = ti.Next(ctx); return err })
+			err := bound.call(rctx, func(ctx context.Context) (err error) { rec, ok, err = ti.Next(ctx); return err })
 			if err == nil && !ok {
 				return
 			}
-			if err != nil {
-				err = wrapSource(fmt.Errorf("iterate: %w", err))
-			}
 			select {
-			case ch <- fetched{rec, err}:
+			case ra.ch <- fetched{rec, err}:
 			case <-rctx.Done():
 				return
 			}
@@ -243,40 +334,67 @@ func Copy(ctx context.Context, src, dst Storage, opts CopyOptions) (CopyProgress
 			}
 		}
 	}()
-	defer func() {
-		cancel()
-		for range ch {
-		}
-	}()
-	// The transactions themselves are written under a context that an
-	// interrupt does not cancel, so none is left half-written.
-	wctx := context.WithoutCancel(ctx)
-	for {
-		if err := ctx.Err(); err != nil {
-			return done, err
-		}
-		var f fetched
-		var more bool
-		select {
-		case f, more = <-ch:
-		case <-ctx.Done():
-			return done, ctx.Err()
-		}
-		if !more {
-			return done, ctx.Err()
-		}
+	return ra
+}
+
+// Batch waits for the next transaction and returns it with those already
+// read after it, up to BulkBytes of data; an empty batch at the end. The
+// source's error comes once the transactions read before it were
+// returned; ctx's error when ctx ends while waiting.
+func (ra *ReadAhead) Batch(ctx context.Context) ([]TxnRecord, error) {
+	if ra.err != nil {
+		return nil, ra.err
+	}
+	var batch []TxnRecord
+	size := 0
+	take := func(f fetched) {
 		if f.err != nil {
-			return done, f.err
+			ra.err = f.err
+			return
 		}
-		n, err := RestoreTransaction(wctx, src, dst, f.rec, opts.Bound)
-		if err != nil {
-			return done, err
+		batch = append(batch, f.rec)
+		size += recordBytes(f.rec)
+	}
+	select {
+	case f, ok := <-ra.ch:
+		if !ok {
+			return nil, nil
 		}
-		done.Tid, done.Transactions, done.Bytes = f.rec.Tid, done.Transactions+1, done.Bytes+n
-		if opts.Progress != nil {
-			opts.Progress(done)
+		take(f)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	for ra.err == nil && size < BulkBytes {
+		select {
+		case f, ok := <-ra.ch:
+			if !ok {
+				return batch, nil
+			}
+			take(f)
+		default:
+			return batch, nil
 		}
 	}
+	if len(batch) == 0 {
+		return nil, ra.err
+	}
+	return batch, nil
+}
+
+// Close stops reading and waits for the reading goroutine.
+func (ra *ReadAhead) Close() {
+	ra.cancel()
+	for range ra.ch {
+	}
+}
+
+// recordBytes is the data size of a transaction record.
+func recordBytes(tr TxnRecord) int {
+	n := 0
+	for _, d := range tr.Records {
+		n += len(d.Data)
+	}
+	return n
 }
 
 // LoadStorageConfig reads a configuration of storage sections only, as

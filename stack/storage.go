@@ -233,6 +233,30 @@ type RestoreTxn interface {
 	Restore(ctx context.Context, oid Oid, data []byte, prevTxn Tid) error
 }
 
+// BulkRestorer is implemented by storages that take many restored
+// transactions per fsync: the target of a copy or a RAID recovery. Both
+// resume from the target's last transaction after a crash, so they need
+// the target to end at a whole transaction, not every transaction to be
+// on disk when its Finish returns. RestoreTransactions uses it.
+type BulkRestorer interface {
+	// BeginBulk is Begin for a restore transaction whose Vote and Finish
+	// do not wait for the disk: when Finish returns, the transaction is
+	// visible and watchers have its event, and it is durable once
+	// SyncBulk returns. A crash before that leaves a prefix of the
+	// transactions finished since the last SyncBulk, each whole or
+	// absent.
+	BeginBulk(ctx context.Context, meta TxnMeta) (Txn, error)
+	// SyncBulk makes every transaction a bulk Txn finished durable.
+	SyncBulk(ctx context.Context) error
+}
+
+// AsBulkRestorer returns s as a BulkRestorer if it implements it and
+// reports the restore capability.
+func AsBulkRestorer(s Storage) (BulkRestorer, bool) {
+	b, ok := s.(BulkRestorer)
+	return b, ok && s.Capabilities().Restore
+}
+
 // UndoTxn undoes a transaction inside this one (ZODB undo).
 type UndoTxn interface {
 	// Undo reverts the transaction named by id (from UndoLog) and returns the

@@ -35,6 +35,9 @@ type txn struct {
 	blobs   []blobMove // files moved into place by this transaction
 	voted   bool
 	done    bool
+	// bulk: a BeginBulk transaction, whose Vote and Finish leave the
+	// fsync to SyncBulk.
+	bulk bool
 }
 
 // Begin is tpc_begin: it takes the commit lock (waiting for it within
@@ -332,9 +335,11 @@ func (t *txn) Vote(ctx context.Context) (_ []stack.Oid, err error) {
 		s.truncateTo(t.tpos)
 		return nil, fmt.Errorf("%s: write transaction at %d: %w", s.path, t.tpos, err)
 	}
-	if err := s.f.Sync(); err != nil {
-		s.truncateTo(t.tpos)
-		return nil, fmt.Errorf("%s: fsync after vote: %w", s.path, err)
+	if !t.bulk {
+		if err := s.f.Sync(); err != nil {
+			s.truncateTo(t.tpos)
+			return nil, fmt.Errorf("%s: fsync after vote: %w", s.path, err)
+		}
 	}
 	t.voted = true
 	return nil, nil
@@ -369,7 +374,7 @@ func (t *txn) Finish(ctx context.Context) (_ stack.Tid, err error) {
 		return 0, stack.ErrClosed
 	}
 	_, err = s.f.WriteAt([]byte{t.status}, t.tpos+16)
-	if err == nil {
+	if err == nil && !t.bulk {
 		err = s.f.Sync()
 	}
 	if err != nil {

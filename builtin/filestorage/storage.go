@@ -268,6 +268,11 @@ func (s *Storage) Close() error {
 		if fi, serr := s.f.Stat(); serr == nil && fi.Size() > s.pos {
 			err = s.f.Truncate(s.pos)
 		}
+		// Bulk restores (BeginBulk) may have left finished
+		// transactions not yet on disk: the .index must not be ahead.
+		if serr := s.f.Sync(); err == nil {
+			err = serr
+		}
 		if ierr := writeIndex(s.path+".index", s.pos, s.ix); err == nil {
 			err = ierr
 		}

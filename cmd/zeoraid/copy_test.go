@@ -255,18 +255,20 @@ func TestCopyInterrupted(t *testing.T) {
 	history(t, src, 20, true)
 	ctx, cancel := context.WithCancel(context.Background())
 	var seen []stack.Tid
-	done, err := stack.Copy(ctx, src, dst, stack.CopyOptions{Bound: stack.Timeout(time.Minute), Progress: func(p stack.CopyProgress) {
+	// With one transaction read ahead, a bulk is at most two: the copy
+	// stops after the bulk that holds the seventh.
+	done, err := stack.Copy(ctx, src, dst, stack.CopyOptions{Bound: stack.Timeout(time.Minute), ReadAhead: 1, Progress: func(p stack.CopyProgress) {
 		seen = append(seen, p.Tid)
 		if p.Transactions == 7 {
 			cancel()
 		}
 	}})
-	if !errors.Is(err, context.Canceled) || done.Transactions != 7 {
+	if !errors.Is(err, context.Canceled) || done.Transactions < 7 || done.Transactions > 8 {
 		t.Fatalf("interrupted copy: %+v %v", done, err)
 	}
 	last, err := dst.LastTransaction(context.Background())
-	if err != nil || last != seen[6] {
-		t.Fatalf("destination ends at %s (%v), want %s", last, err, seen[6])
+	if err != nil || last != seen[len(seen)-1] || last != done.Tid {
+		t.Fatalf("destination ends at %s (%v), want %s", last, err, done.Tid)
 	}
 	tree.Close()
 	var stdout, stderr bytes.Buffer
