@@ -2,6 +2,7 @@ package raidstorage_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -16,7 +17,12 @@ import (
 	"github.com/zeoraid/zeoraid/zconfig"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(bulkCrashEnv); dir != "" {
+		os.Exit(bulkCrashChild(dir))
+	}
+	goleak.VerifyTestMain(m)
+}
 
 func quietLog() logrus.FieldLogger {
 	l := logrus.New()

@@ -42,6 +42,7 @@ type Options struct {
 	AutoRecover      bool          `zconfig:"auto-recover" doc:"start the recovery of a degraded child by itself (not of one disabled by the controller)"`
 	ScrubInterval    time.Duration `zconfig:"scrub-interval,default=0" doc:"compare the optimal children's histories in the background this often, from the last verified transaction on, and degrade a child that differs (0: off)"`
 	ScrubRate        float64       `zconfig:"scrub-rate,default=500" doc:"transactions per second a scrub compares per child, at most: it reads in the background without taking the children from clients"`
+	StateDir         string        `zconfig:"state-dir" doc:"directory (created if missing) where the RAID keeps its recovery checkpoints, so that after a restart the recovery of a child that is behind compares histories from where it is known to agree, not from the first transaction; unset: kept in memory only"`
 }
 
 // Validate checks option values the decoder cannot: enumerations, ranges

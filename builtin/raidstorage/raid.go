@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"reflect"
 	"sort"
 	"strings"
@@ -142,6 +143,7 @@ type Storage struct {
 	packs   int64 // packs started since open: a scrub pass that saw one is void
 	rec     *recovery
 	scrub   scrubState
+	ck      checkpointSaver
 	// autoRecoverEvery is how often auto-recover looks for a degraded
 	// child (tests shorten it).
 	autoRecoverEvery time.Duration
@@ -242,7 +244,13 @@ func Open(ctx context.Context, cfg Config) (*Storage, error) {
 		stores[i] = c.st
 	}
 	r.caps = intersectCaps(stores)
+	if dir := opts.StateDir; dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("state-dir: %w", err)
+		}
+	}
 	r.start(ctx, lasts, errs)
+	r.loadCheckpoints()
 	r.notifier = stack.NewNotifier(r.last)
 	for _, c := range r.children {
 		c.events = make(chan stack.Event, 16)
@@ -558,8 +566,9 @@ func (r *Storage) ChildState(name string) (state State, reason string, ok bool) 
 // recovering child's recovery is cancelled.
 func (r *Storage) degrade(c *child, reason string) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.degradeLocked(c, reason)
+	r.mu.Unlock()
+	r.saveCheckpoints()
 }
 
 func (r *Storage) degradeLocked(c *child, reason string) {
@@ -812,6 +821,7 @@ func (r *Storage) Close() error {
 		c.st.Unwatch(c.events)
 	}
 	r.watch.Wait()
+	r.saveCheckpoints()
 	r.notifier.Close()
 	r.log.Info("RAID closed")
 	return nil

@@ -48,7 +48,7 @@ const (
 	maxPasses = 20
 	// readAhead is how many source transactions are fetched ahead of the
 	// target's writes.
-	readAhead = 32
+	readAhead = 64
 	// maxDelay caps the delay applied to one commit (docs/raid.md §8.5).
 	maxDelay = time.Second
 )
@@ -81,6 +81,8 @@ type recovery struct {
 	copyRate      float64 // transactions per second
 	commitRate    float64
 	delay         time.Duration
+
+	savedAt time.Time // when the checkpoint was last saved (copyBatch)
 }
 
 // Recover starts the recovery of the degraded child name (raid_recover).
@@ -142,6 +144,7 @@ func (r *Storage) runRecovery(rec *recovery) {
 	log := r.log.WithFields(logrus.Fields{"child": rec.target.name, "source": rec.source.name})
 	log.WithField("rebuild", rec.rebuild).Info("recovery started")
 	err := r.recoverChild(rec, log)
+	defer r.saveCheckpoints()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.rec == rec {
@@ -149,6 +152,11 @@ func (r *Storage) runRecovery(rec *recovery) {
 	}
 	if err == nil {
 		return
+	}
+	// What was verified or copied (and synced) stays: the next recovery
+	// compares from there.
+	if rec.tid > rec.target.checkpoint && rec.target.state != Optimal {
+		rec.target.checkpoint = rec.tid
 	}
 	if rec.target.state == Recovering {
 		rec.target.state, rec.target.reason = Degraded, "recovery failed: "+err.Error()
@@ -193,8 +201,9 @@ func (r *Storage) recoverChild(rec *recovery, log logrus.FieldLogger) error {
 	}
 	r.mu.Lock()
 	rec.phase, rec.tid, rec.startTid = PhaseCopy, common, common
+	verified := rec.verified
 	r.mu.Unlock()
-	log.WithField("tid", common.String()).Info("recovery: histories agree up to here; copying the rest")
+	log.WithFields(logrus.Fields{"tid": common.String(), "verified": verified}).Info("recovery: histories agree up to here; copying the rest")
 	for pass := 1; ; pass++ {
 		before := r.commitCount()
 		if err := r.copyFrom(ctx, rec, log); err != nil {
@@ -347,14 +356,10 @@ func (r *Storage) sourceErr(ctx context.Context, rec *recovery, err error) error
 	return fmt.Errorf("source %q: %w", rec.source.name, err)
 }
 
-// fetched is one source transaction read ahead.
-type fetched struct {
-	rec stack.TxnRecord
-	err error
-}
-
 // copyFrom copies every source transaction after rec.tid to the target,
-// reading ahead on its own goroutine.
+// reading ahead on its own goroutine: what was read while the target
+// wrote goes to it in one bulk (one fsync for a stack.BulkRestorer such
+// as a filestorage).
 func (r *Storage) copyFrom(ctx context.Context, rec *recovery, log logrus.FieldLogger) error {
 	r.mu.Lock()
 	start := rec.tid + 1
@@ -368,65 +373,64 @@ func (r *Storage) copyFrom(ctx context.Context, rec *recovery, log logrus.FieldL
 	if err != nil {
 		return r.sourceErr(ctx, rec, err)
 	}
-	rctx, cancel := context.WithCancel(ctx)
-	ch := make(chan fetched, readAhead)
-	go func() {
-		defer close(ch)
-		defer ti.Close()
-		for {
-			cctx, done := r.callCtx(rctx)
-			tr, ok, err := ti.Next(cctx)
-			done()
-			if err == nil && !ok {
-				return
+	ra := stack.StartReadAhead(ctx, ti, readAhead, r.callCtx)
+	defer ra.Close()
+	for {
+		batch, err := ra.Batch(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
 			}
-			select {
-			case ch <- fetched{tr, err}:
-			case <-rctx.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
+			return r.sourceErr(ctx, rec, err)
 		}
-	}()
-	defer func() {
-		cancel()
-		for range ch {
+		if len(batch) == 0 {
+			return ctx.Err()
 		}
-	}()
-	for f := range ch {
-		if f.err != nil {
-			return r.sourceErr(ctx, rec, f.err)
-		}
-		if err := r.copyTxn(ctx, rec, f.rec, log); err != nil {
+		if err := r.copyBatch(ctx, rec, batch, log); err != nil {
 			return err
 		}
 	}
-	return ctx.Err()
 }
 
-// copyTxn writes one transaction to the target through the restore path,
-// with its original tid, status and metadata, data records with their
-// backpointers, and blobs.
-func (r *Storage) copyTxn(ctx context.Context, rec *recovery, tr stack.TxnRecord, log logrus.FieldLogger) error {
+// checkpointEvery is how often a recovery saves its checkpoint at most.
+const checkpointEvery = 250 * time.Millisecond
+
+// copyBatch writes consecutive source transactions to the target
+// through the restore path, with their original tids, status and
+// metadata, data records with their backpointers, and blobs; those
+// written count as copied once they are durable.
+func (r *Storage) copyBatch(ctx context.Context, rec *recovery, batch []stack.TxnRecord, log logrus.FieldLogger) error {
 	target := rec.target
 	r.mu.Lock()
 	if target.state != Recovering {
 		r.mu.Unlock()
 		return fmt.Errorf("%q left recovering (%s)", target.name, target.reason)
 	}
-	target.expect[tr.Tid] = true
+	for _, tr := range batch {
+		target.expect[tr.Tid] = true
+	}
 	r.mu.Unlock()
-	size, err := stack.RestoreTransaction(ctx, rec.source.st, target.st, tr, r.callCtx)
-	if err != nil {
+	n, _, err := stack.RestoreTransactions(ctx, rec.source.st, target.st, batch, r.callCtx)
+	for _, tr := range batch[n:] {
 		r.forget(target, tr.Tid)
+	}
+	for _, tr := range batch[:n] {
+		size := int64(0)
+		for _, d := range tr.Records {
+			size += int64(len(d.Data))
+		}
+		r.progress(rec, tr.Tid, size, log)
+	}
+	if n > 0 && time.Since(rec.savedAt) >= checkpointEvery {
+		rec.savedAt = time.Now()
+		r.saveCheckpoints()
+	}
+	if err != nil {
 		if errors.Is(err, stack.ErrSource) {
 			return r.sourceErr(ctx, rec, err)
 		}
 		return err
 	}
-	r.progress(rec, tr.Tid, size, log)
 	return nil
 }
 
@@ -477,16 +481,23 @@ func (rec *recovery) fraction(last stack.Tid) float64 {
 }
 
 // autoRecover starts the recovery of a degraded child (not one disabled
-// by the controller) whenever none runs.
+// by the controller) whenever none runs: at once when the RAID opens (a
+// child left behind by a crash catches up at start), then every
+// autoRecoverEvery. On the same beat it saves the checkpoints, so that
+// after a crash the comparison of a child that is behind starts at most
+// that long before the crash.
 func (r *Storage) autoRecover() {
 	defer r.bg.Done()
 	tick := time.NewTicker(autoRecoverEvery)
 	defer tick.Stop()
-	for {
-		select {
-		case <-r.stop:
-			return
-		case <-tick.C:
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-r.stop:
+				return
+			case <-tick.C:
+			}
+			r.saveCheckpoints()
 		}
 		if !r.options().AutoRecover {
 			continue
@@ -501,6 +512,7 @@ func (r *Storage) autoRecover() {
 		r.mu.Unlock()
 		for _, name := range names {
 			if err := r.Recover(name, false); err == nil {
+				r.log.WithFields(logrus.Fields{"child": name, "at_start": first}).Info("auto-recover: catching up a degraded child")
 				break
 			}
 		}

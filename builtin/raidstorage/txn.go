@@ -28,7 +28,8 @@ const (
 	opRestoreBlob
 )
 
-// txnOp is one buffered operation, replayed on every child at vote.
+// txnOp is one operation of the transaction, kept for the event and
+// the blob files and streamed to every child as it comes.
 type txnOp struct {
 	kind    opKind
 	oid     stack.Oid
@@ -47,31 +48,46 @@ const (
 	txnDone
 )
 
-// txn is a RAID transaction. It buffers every operation; Vote takes the
-// RAID's commit lock, picks the tid and runs the transaction on every
-// optimal child in parallel (docs/raid.md §6.2).
+// txn is a RAID transaction. Begin takes the RAID's commit lock, picks
+// the tid and begins the transaction on every optimal child; each
+// operation is streamed to every child while the caller goes on (one
+// goroutine per child applies them in order), and Vote votes on every
+// child in parallel (docs/raid.md §6.2).
 type txn struct {
 	r     *Storage
 	meta  stack.TxnMeta
-	ops   []txnOp
+	ops   []*txnOp
 	state txnState
 
 	locked bool
 	tid    stack.Tid
 	parts  []*part
 	oids   []stack.Oid // the event's oids, set by Vote
+	// wctx bounds the children's calls of the streamed operations (the
+	// caller's contexts may end with each call); cancelled when the
+	// transaction ends.
+	wctx    context.Context
+	wcancel context.CancelFunc
+	closed  bool // the parts' op channels are closed and drained
 }
 
 // part is the transaction on one child.
 type part struct {
-	c        *child
-	txn      stack.Txn
-	resolved []stack.Oid
-	undone   []stack.Oid
-	op       string // the call that failed, for the reason
-	err      error
-	blobs    []string // staged copies handed to the child
+	c         *child
+	txn       stack.Txn
+	ops       chan *txnOp   // streamed to the child's goroutine
+	done      chan struct{} // closed when it applied the last one
+	conflicts stack.Conflicts
+	resolved  []stack.Oid
+	undone    []stack.Oid
+	op        string // the call that failed, for the reason
+	err       error
+	blobs     []string // staged copies handed to the child
 }
+
+// streamDepth is how many operations may wait for a child's goroutine
+// before Store waits for it.
+const streamDepth = 256
 
 var (
 	_ stack.RestoreTxn = (*txn)(nil)
@@ -80,32 +96,77 @@ var (
 	_ stack.DeleteTxn  = (*txn)(nil)
 )
 
-// Begin implements stack.Storage (tpc_begin). Nothing reaches the children
-// before Vote. Below write-quorum it fails as fail-mode says; an explicit
-// meta.Tid must follow the RAID's last tid.
+// Begin implements stack.Storage (tpc_begin). It waits for the commit
+// lock and then for the delay a falling-behind recovery asks for, picks
+// the tid and begins the transaction on every optimal child. Below
+// write-quorum it fails as fail-mode says; an explicit meta.Tid must
+// follow the RAID's last tid.
 func (r *Storage) Begin(ctx context.Context, meta stack.TxnMeta) (stack.Txn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return nil, stack.ErrClosed
-	}
-	if r.caps.ReadOnly {
-		return nil, fmt.Errorf("%s: a child is read-only: %w", r.path, stack.ErrReadOnly)
-	}
-	if err := r.writableLocked(); err != nil {
+	if err := r.beginnable(meta); err != nil {
 		return nil, err
 	}
-	if meta.Tid != 0 && meta.Tid <= r.last {
-		return nil, &stack.StorageError{Msg: fmt.Sprintf("tpc_begin: explicit tid %s does not follow the last transaction %s", meta.Tid, r.last)}
+	if err := r.lock(ctx); err != nil {
+		return nil, err
+	}
+	// Delayed under the lock, commits come at most once per delay
+	// however many clients wait.
+	r.throttle(ctx)
+	r.mu.Lock()
+	if err := r.beginnableLocked(meta); err != nil {
+		r.mu.Unlock()
+		r.unlock()
+		return nil, err
 	}
 	if meta.Status == 0 {
 		meta.Status = ' '
 	}
 	meta.User, meta.Description, meta.Extension = clone(meta.User), clone(meta.Description), clone(meta.Extension)
-	return &txn{r: r, meta: meta}, nil
+	t := &txn{r: r, meta: meta, locked: true}
+	if meta.Tid != 0 {
+		t.tid = meta.Tid
+	} else {
+		t.tid = stack.NewTid(r.last, time.Now())
+	}
+	cs := r.optimalLocked()
+	for _, c := range cs {
+		c.expect[t.tid] = true
+	}
+	r.mu.Unlock()
+	t.wctx, t.wcancel = context.WithCancel(context.WithoutCancel(ctx))
+	t.parts = make([]*part, len(cs))
+	for i, c := range cs {
+		p := &part{c: c, ops: make(chan *txnOp, streamDepth), done: make(chan struct{})}
+		t.parts[i] = p
+		go t.stream(p)
+	}
+	return t, nil
+}
+
+// beginnable checks what Begin needs: the RAID open, writable, and an
+// explicit tid after the last.
+func (r *Storage) beginnable(meta stack.TxnMeta) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.beginnableLocked(meta)
+}
+
+func (r *Storage) beginnableLocked(meta stack.TxnMeta) error {
+	if r.closed {
+		return stack.ErrClosed
+	}
+	if r.caps.ReadOnly {
+		return fmt.Errorf("%s: a child is read-only: %w", r.path, stack.ErrReadOnly)
+	}
+	if err := r.writableLocked(); err != nil {
+		return err
+	}
+	if meta.Tid != 0 && meta.Tid <= r.last {
+		return &stack.StorageError{Msg: fmt.Sprintf("tpc_begin: explicit tid %s does not follow the last transaction %s", meta.Tid, r.last)}
+	}
+	return nil
 }
 
 func clone(b []byte) []byte {
@@ -123,7 +184,11 @@ func (t *txn) add(ctx context.Context, op txnOp) error {
 		return fmt.Errorf("write after vote or end: %w", stack.ErrTxnState)
 	}
 	op.data = clone(op.data)
-	t.ops = append(t.ops, op)
+	o := &op
+	t.ops = append(t.ops, o)
+	for _, p := range t.parts {
+		p.ops <- o // its goroutine takes every operation until Vote or Abort
+	}
 	return nil
 }
 
@@ -200,9 +265,9 @@ func (r *Storage) lock(ctx context.Context) error {
 
 func (r *Storage) unlock() { <-r.commit }
 
-// Vote implements stack.Txn (tpc_vote): under the commit lock it picks the
-// tid and runs begin, the replay and vote on every optimal child in
-// parallel, then applies the outcome table of docs/raid.md §6.3.
+// Vote implements stack.Txn (tpc_vote): once every child applied the
+// streamed operations, it votes on every child in parallel, then applies
+// the outcome table of docs/raid.md §6.3.
 func (t *txn) Vote(ctx context.Context) ([]stack.Oid, error) {
 	r := t.r
 	if err := ctx.Err(); err != nil {
@@ -211,40 +276,29 @@ func (t *txn) Vote(ctx context.Context) ([]stack.Oid, error) {
 	if t.state != txnOpen {
 		return nil, fmt.Errorf("vote twice or after the end: %w", stack.ErrTxnState)
 	}
-	r.throttle(ctx)
-	if err := r.lock(ctx); err != nil {
-		return nil, err
-	}
-	t.locked = true
+	t.closeStreams()
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
+		t.abortParts(t.parts)
 		t.release()
 		return nil, stack.ErrClosed
 	}
-	if err := r.writableLocked(); err != nil {
-		r.mu.Unlock()
-		t.release()
-		return nil, err
-	}
-	if t.meta.Tid != 0 {
-		if t.meta.Tid <= r.last {
-			r.mu.Unlock()
-			t.release()
-			return nil, &stack.StorageError{Msg: fmt.Sprintf("tpc_vote: explicit tid %s does not follow the last transaction %s", t.meta.Tid, r.last)}
+	// A child degraded since Begin (a failed read) takes no part.
+	var gone []*part
+	kept := t.parts[:0]
+	for _, p := range t.parts {
+		if p.c.state == Optimal {
+			kept = append(kept, p)
+		} else {
+			gone = append(gone, p)
 		}
-		t.tid = t.meta.Tid
-	} else {
-		t.tid = stack.NewTid(r.last, time.Now())
 	}
-	cs := r.optimalLocked()
-	for _, c := range cs {
-		c.expect[t.tid] = true
-	}
+	t.parts = kept
 	r.mu.Unlock()
+	t.abortParts(gone)
 
-	t.parts = make([]*part, len(cs))
-	r.parallel(cs, func(i int, c *child) { t.parts[i] = t.run(ctx, c) })
+	r.parallel(childrenOf(t.parts), func(i int, c *child) { t.vote(ctx, t.parts[i]) })
 
 	if err := ctx.Err(); err != nil {
 		t.abortParts(t.parts)
@@ -362,111 +416,141 @@ func sortedOids(oids []stack.Oid) []stack.Oid {
 	return out
 }
 
-// run begins the transaction on c with the RAID's tid, replays the buffer
-// and votes, each call bounded by call-timeout. Conflicts reported by
-// stores are merged with the vote's into one Conflicts error.
-func (t *txn) run(ctx context.Context, c *child) *part {
-	p := &part{c: c}
-	call := func(op string, f func(ctx context.Context) error) bool {
-		cctx, cancel := t.r.callCtx(ctx)
-		defer cancel()
-		if err := f(cctx); err != nil {
-			p.op, p.err = op, err
-			return false
-		}
-		return true
+// call runs one call of p's child bounded by call-timeout from base,
+// and records a failure in p.
+func (t *txn) call(base context.Context, p *part, op string, f func(ctx context.Context) error) bool {
+	cctx, cancel := t.r.callCtx(base)
+	defer cancel()
+	if err := f(cctx); err != nil {
+		p.op, p.err = op, err
+		return false
 	}
+	return true
+}
+
+// stream begins the transaction on p's child with the RAID's tid and
+// applies the operations as Store and the others send them, each call
+// bounded by call-timeout, until Vote or Abort closes p.ops. After a
+// failure it only drains the channel. Conflicts reported by stores are
+// kept for Vote, which merges them with the vote's.
+func (t *txn) stream(p *part) {
+	defer close(p.done)
 	meta := t.meta
 	meta.Tid = t.tid
-	if !call("tpc_begin", func(ctx context.Context) (err error) {
-		p.txn, err = c.st.Begin(ctx, meta)
+	ok := t.call(t.wctx, p, "tpc_begin", func(ctx context.Context) (err error) {
+		p.txn, err = p.c.st.Begin(ctx, meta)
 		return err
-	}) {
-		return p
+	})
+	for op := range p.ops {
+		if ok {
+			ok = t.apply(p, op)
+		}
 	}
-	var conflicts stack.Conflicts
-	for _, op := range t.ops {
-		var name string
-		var f func(ctx context.Context) error
-		switch op.kind {
-		case opStore:
-			name = "store"
-			f = func(ctx context.Context) error { return p.txn.Store(ctx, op.oid, op.serial, op.data) }
-		case opCheck:
-			name = "checkCurrentSerialInTransaction"
-			f = func(ctx context.Context) error { return p.txn.CheckCurrentSerial(ctx, op.oid, op.serial) }
-		case opRestore:
-			name = "restore"
-			f = func(ctx context.Context) error {
-				rt, err := implements[stack.RestoreTxn](c, p.txn)
-				if err != nil {
-					return err
-				}
-				return rt.Restore(ctx, op.oid, op.data, op.prevTxn)
-			}
-		case opDelete:
-			name = "deleteObject"
-			f = func(ctx context.Context) error {
-				dt, err := implements[stack.DeleteTxn](c, p.txn)
-				if err != nil {
-					return err
-				}
-				return dt.Delete(ctx, op.oid, op.serial)
-			}
-		case opUndo:
-			name = "undo"
-			f = func(ctx context.Context) error {
-				ut, err := implements[stack.UndoTxn](c, p.txn)
-				if err != nil {
-					return err
-				}
-				oids, err := ut.Undo(ctx, op.undoID)
-				p.undone = append(p.undone, oids...)
+}
+
+// apply sends one operation to p's child; false when it failed.
+func (t *txn) apply(p *part, op *txnOp) bool {
+	c := p.c
+	var name string
+	var f func(ctx context.Context) error
+	switch op.kind {
+	case opStore:
+		name = "store"
+		f = func(ctx context.Context) error { return p.txn.Store(ctx, op.oid, op.serial, op.data) }
+	case opCheck:
+		name = "checkCurrentSerialInTransaction"
+		f = func(ctx context.Context) error { return p.txn.CheckCurrentSerial(ctx, op.oid, op.serial) }
+	case opRestore:
+		name = "restore"
+		f = func(ctx context.Context) error {
+			rt, err := implements[stack.RestoreTxn](c, p.txn)
+			if err != nil {
 				return err
 			}
-		case opStoreBlob, opRestoreBlob:
-			name = "storeBlob"
-			f = func(ctx context.Context) error {
-				bt, err := implements[stack.BlobTxn](c, p.txn)
-				if err != nil {
-					return err
-				}
-				staged, err := stageBlob(op.blob, c)
-				if err != nil {
-					return err
-				}
-				p.blobs = append(p.blobs, staged)
-				if op.kind == opStoreBlob {
-					return bt.StoreBlob(ctx, op.oid, op.serial, op.data, staged)
-				}
-				return bt.RestoreBlob(ctx, op.oid, op.data, staged, op.prevTxn)
+			return rt.Restore(ctx, op.oid, op.data, op.prevTxn)
+		}
+	case opDelete:
+		name = "deleteObject"
+		f = func(ctx context.Context) error {
+			dt, err := implements[stack.DeleteTxn](c, p.txn)
+			if err != nil {
+				return err
 			}
+			return dt.Delete(ctx, op.oid, op.serial)
 		}
-		ok := call(name, f)
-		var ce *stack.ConflictError
-		if !ok && errors.As(p.err, &ce) && (op.kind == opStore || op.kind == opStoreBlob) {
-			conflicts = append(conflicts, ce)
-			p.op, p.err = "", nil
-			continue
+	case opUndo:
+		name = "undo"
+		f = func(ctx context.Context) error {
+			ut, err := implements[stack.UndoTxn](c, p.txn)
+			if err != nil {
+				return err
+			}
+			oids, err := ut.Undo(ctx, op.undoID)
+			p.undone = append(p.undone, oids...)
+			return err
 		}
-		if !ok {
-			return p
+	case opStoreBlob, opRestoreBlob:
+		name = "storeBlob"
+		f = func(ctx context.Context) error {
+			bt, err := implements[stack.BlobTxn](c, p.txn)
+			if err != nil {
+				return err
+			}
+			staged, err := stageBlob(op.blob, c)
+			if err != nil {
+				return err
+			}
+			p.blobs = append(p.blobs, staged)
+			if op.kind == opStoreBlob {
+				return bt.StoreBlob(ctx, op.oid, op.serial, op.data, staged)
+			}
+			return bt.RestoreBlob(ctx, op.oid, op.data, staged, op.prevTxn)
 		}
 	}
-	if !call("tpc_vote", func(ctx context.Context) (err error) {
+	ok := t.call(t.wctx, p, name, f)
+	var ce *stack.ConflictError
+	if !ok && errors.As(p.err, &ce) && (op.kind == opStore || op.kind == opStoreBlob) {
+		p.conflicts = append(p.conflicts, ce)
+		p.op, p.err = "", nil
+		return true
+	}
+	return ok
+}
+
+// vote votes on p's child, unless its stream failed, and merges the
+// conflicts its stores reported with the vote's.
+func (t *txn) vote(ctx context.Context, p *part) {
+	if p.err != nil {
+		return
+	}
+	if !t.call(ctx, p, "tpc_vote", func(ctx context.Context) (err error) {
 		p.resolved, err = p.txn.Vote(ctx)
 		return err
 	}) {
 		var cs stack.Conflicts
-		if len(conflicts) > 0 && errors.As(p.err, &cs) {
-			p.err = append(conflicts, cs...)
+		if len(p.conflicts) > 0 && errors.As(p.err, &cs) {
+			p.err = append(p.conflicts, cs...)
 		}
-		return p
+		return
 	}
-	if len(conflicts) > 0 {
-		p.op, p.err = "tpc_vote", conflicts
+	if len(p.conflicts) > 0 {
+		p.op, p.err = "tpc_vote", p.conflicts
 	}
-	return p
+}
+
+// closeStreams ends the operations and waits until every child's
+// goroutine applied them.
+func (t *txn) closeStreams() {
+	if t.closed {
+		return
+	}
+	t.closed = true
+	for _, p := range t.parts {
+		close(p.ops)
+	}
+	for _, p := range t.parts {
+		<-p.done
+	}
 }
 
 // stageBlob gives the child c its own copy of the staged file at path, in
@@ -505,6 +589,7 @@ func (t *txn) abortParts(ps []*part) {
 func (t *txn) release() {
 	if t.locked {
 		t.locked = false
+		t.wcancel()
 		t.r.unlock()
 	}
 }
@@ -524,11 +609,15 @@ func (t *txn) Finish(ctx context.Context) (stack.Tid, error) {
 	defer t.removeBlobs()
 	tids := make([]stack.Tid, len(t.parts))
 	errs := make([]error, len(t.parts))
-	r.parallel(childrenOf(t.parts), func(i int, c *child) {
+	finish := func(i int, c *child) {
 		cctx, cancel := r.callCtx(ctx)
 		defer cancel()
 		tids[i], errs[i] = t.parts[i].txn.Finish(cctx)
-	})
+	}
+	if haltAfterFirstFinish != "" && len(t.parts) > 1 {
+		t.halt(finish)
+	}
+	r.parallel(childrenOf(t.parts), finish)
 	done := 0
 	for i, p := range t.parts {
 		switch {
@@ -569,6 +658,24 @@ func (t *txn) Finish(ctx context.Context) (stack.Tid, error) {
 	return t.tid, nil
 }
 
+// haltAfterFirstFinish is the crash test's hook (docs/raid.md §8.8): when
+// the environment variable ZEORAID_TEST_HALT_AFTER_FIRST_FINISH names a
+// file, the first commit with two or more children finishes the first
+// child only, then creates that file and blocks for good. The test kills
+// the process there: one child is a transaction behind the other.
+var haltAfterFirstFinish = os.Getenv("ZEORAID_TEST_HALT_AFTER_FIRST_FINISH")
+
+// halt finishes the first child and stops (haltAfterFirstFinish).
+func (t *txn) halt(finish func(i int, c *child)) {
+	finish(0, t.parts[0].c)
+	t.r.log.WithFields(logrus.Fields{"tid": t.tid.String(), "finished": t.parts[0].c.name}).
+		Warn("halting between the children's tpc_finish (ZEORAID_TEST_HALT_AFTER_FIRST_FINISH)")
+	if err := os.WriteFile(haltAfterFirstFinish, []byte(t.tid.String()+"\n"), 0o644); err != nil {
+		t.r.log.WithError(err).Error("cannot create the halt file")
+	}
+	select {}
+}
+
 // noChildLeft is errNoChild with the failure of every part that voted.
 func noChildLeft(ps []*part) error {
 	why := make([]string, 0, len(ps))
@@ -607,6 +714,7 @@ func (t *txn) Abort(ctx context.Context) error {
 		return nil
 	}
 	t.state = txnDone
+	t.closeStreams()
 	t.abortParts(t.parts)
 	for _, p := range t.parts {
 		for _, b := range p.blobs {
