@@ -324,6 +324,16 @@ func planNode(s *zconfig.Section, path, storage string) (*plan, zconfig.ErrorLis
 			errs = append(errs, &zconfig.Error{Pos: s.Pos, Msg: fmt.Sprintf("<%s %s>: %v", s.Type, s.Name, err)})
 		}
 	}
+	if m.Check != nil && len(errs) == 0 {
+		if err := m.Check(p.options, len(childSecs)); err != nil {
+			var l zconfig.ErrorList
+			if errors.As(err, &l) {
+				errs = append(errs, l...)
+			} else {
+				errs = append(errs, &zconfig.Error{Pos: s.Pos, Msg: fmt.Sprintf("<%s %s>: %v", s.Type, s.Name, err)})
+			}
+		}
+	}
 	if len(errs) == 0 {
 		p.finger = fingerprint(s.Type, &own, p.children)
 	}

@@ -35,6 +35,11 @@ type Module struct {
 	// Open opens the storage for one section. opts is the decoded options
 	// struct (a pointer of Options' type). Open must not keep ctx.
 	Open func(ctx context.Context, n *Node, opts any) (Storage, error)
+	// Check, when set, checks decoded options as an OptionsValidator
+	// does, for options whose type cannot have methods (a plugin's, made
+	// at run time). Build calls it for every section, in dry runs too; a
+	// zconfig.ErrorList it returns keeps its positions.
+	Check func(opts any, children int) error
 }
 
 // OptionsValidator is implemented by options structs that check what the

@@ -43,7 +43,7 @@ func TestPluginCommands(t *testing.T) {
 	}
 	stdout.Reset()
 	if code := run([]string{"plugins"}, &stdout, &stderr); code != 0 ||
-		!strings.Contains(stdout.String(), "test  "+filepath.Join(dir, "zeoraid-plugin-test")+"  protocol 1  <testmapping> <testfile>") {
+		!strings.Contains(stdout.String(), "test  "+filepath.Join(dir, "zeoraid-plugin-test")+"  protocol 2  <testmapping> <testfile>") {
 		t.Errorf("plugins: exit %d\n%s%s", code, stdout.String(), stderr.String())
 	}
 }

@@ -51,19 +51,20 @@ func BenchmarkCommits(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					oid := stack.Oid(next.Add(1))
-					// Stores go on in parallel; the vote..finish window is
-					// one at a time, as a mount's commit lock makes it.
+					// One commit at a time, from begin to finish, as a
+					// mount's commit lock makes it (a ZEO server replays a
+					// transaction's stores under the lock at its vote).
+					mu.Lock()
 					tx, err := s.Begin(ctx, stack.TxnMeta{})
 					if err == nil {
 						err = tx.Store(ctx, oid, 0, data)
 					}
 					if err == nil {
-						mu.Lock()
 						if _, err = tx.Vote(ctx); err == nil {
 							_, err = tx.Finish(ctx)
 						}
-						mu.Unlock()
 					}
+					mu.Unlock()
 					if err != nil {
 						b.Error(err)
 						return

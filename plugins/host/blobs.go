@@ -190,6 +190,9 @@ func (s *Storage) download(ctx context.Context, c *conn, oid stack.Oid, serial s
 // is removed when the transaction ends (a conflicting store may be
 // retried with it until then).
 func (t *txn) upload(ctx context.Context, hdr *proto.BlobHeader, blobPath string) error {
+	if err := t.sync(ctx); err != nil {
+		return err
+	}
 	c, err := t.live()
 	if err != nil {
 		return err

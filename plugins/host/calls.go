@@ -26,11 +26,39 @@ func (s *Storage) LoadBefore(ctx context.Context, oid stack.Oid, before stack.Ti
 	if err != nil {
 		return stack.Revision{}, err
 	}
-	r, err := c.rpc.LoadBefore(ctx, &proto.LoadBeforeRequest{Oid: uint64(oid), Before: uint64(before)})
-	if err = s.answer(c, err, r); err != nil {
+	rep, err := s.call(ctx, c, &proto.Call{Call: &proto.Call_LoadBefore{LoadBefore: &proto.LoadBeforeRequest{Oid: uint64(oid), Before: uint64(before)}}})
+	r := rep.GetLoadBefore()
+	if err = answer(err, r); err != nil {
 		return stack.Revision{}, err
 	}
 	return stack.Revision{Data: r.GetData(), Serial: stack.Tid(r.GetSerial()), NextSerial: stack.Tid(r.GetNextSerial())}, nil
+}
+
+// call makes one call on c's Calls stream; a lost stream marks c broken.
+func (s *Storage) call(ctx context.Context, c *conn, call *proto.Call) (*proto.Reply, error) {
+	r, err := c.mux.call(ctx, call)
+	if err != nil {
+		s.noticeLost(c, err)
+	}
+	return r, err
+}
+
+// send sends a call that wants no reply on c's Calls stream.
+func (s *Storage) send(ctx context.Context, c *conn, call *proto.Call) error {
+	err := c.mux.send(ctx, call)
+	if err != nil {
+		s.noticeLost(c, err)
+	}
+	return err
+}
+
+// answer is the error of a call on the Calls stream: the stream's, or
+// the Failure in its reply.
+func answer(err error, r failed) error {
+	if err != nil {
+		return err
+	}
+	return wire.Error(r.GetFailure())
 }
 
 // failed is a response carrying a Failure.
@@ -51,8 +79,9 @@ func (s *Storage) LoadSerial(ctx context.Context, oid stack.Oid, serial stack.Ti
 	if err != nil {
 		return nil, err
 	}
-	r, err := c.rpc.LoadSerial(ctx, &proto.LoadSerialRequest{Oid: uint64(oid), Serial: uint64(serial)})
-	if err = s.answer(c, err, r); err != nil {
+	rep, err := s.call(ctx, c, &proto.Call{Call: &proto.Call_LoadSerial{LoadSerial: &proto.LoadSerialRequest{Oid: uint64(oid), Serial: uint64(serial)}}})
+	r := rep.GetData()
+	if err = answer(err, r); err != nil {
 		return nil, err
 	}
 	return wire.Data(r.GetData(), false), nil
@@ -81,8 +110,9 @@ func (s *Storage) LastTransaction(ctx context.Context) (_ stack.Tid, err error) 
 	if err != nil {
 		return 0, err
 	}
-	r, err := c.rpc.LastTransaction(ctx, &proto.Empty{})
-	if err = s.answer(c, err, r); err != nil {
+	rep, err := s.call(ctx, c, &proto.Call{Call: &proto.Call_LastTransaction{LastTransaction: &proto.Empty{}}})
+	r := rep.GetTid()
+	if err = answer(err, r); err != nil {
 		return 0, err
 	}
 	return stack.Tid(r.GetTid()), nil
@@ -94,8 +124,9 @@ func (s *Storage) NewOIDs(ctx context.Context, n int) (_ []stack.Oid, err error)
 	if err != nil {
 		return nil, err
 	}
-	r, err := c.rpc.NewOIDs(ctx, &proto.NewOIDsRequest{N: int32(n)})
-	if err = s.answer(c, err, r); err != nil {
+	rep, err := s.call(ctx, c, &proto.Call{Call: &proto.Call_NewOids{NewOids: &proto.NewOIDsRequest{N: int32(n)}}})
+	r := rep.GetOids()
+	if err = answer(err, r); err != nil {
 		return nil, err
 	}
 	return wire.OidsFrom(r.GetOids()), nil
@@ -120,21 +151,60 @@ func (s *Storage) Begin(ctx context.Context, meta stack.TxnMeta) (_ stack.Txn, e
 	if err != nil {
 		return nil, err
 	}
-	r, err := c.rpc.Begin(ctx, wire.TxnMeta(meta))
-	if err = s.answer(c, err, r); err != nil {
+	if s.caps.ReadOnly {
+		return nil, stack.ErrReadOnly
+	}
+	// The begin is sent without waiting: the plugin runs it first in the
+	// transaction's queue, and the vote reports its failure.
+	t := &txn{s: s, c: c, id: c.nextTxn.Add(1)}
+	if err := t.write(ctx, &proto.Call{Call: &proto.Call_Begin{Begin: &proto.BeginRequest{Txn: t.id, Meta: wire.TxnMeta(meta)}}}); err != nil {
 		return nil, err
 	}
-	return &txn{s: s, c: c, ref: &proto.TxnRef{Txn: r.GetTxn()}}, nil
+	return t, nil
 }
 
 // txn is a transaction open in one plugin process: when that process is
-// gone, the transaction is too.
+// gone, the transaction is too. Its writes (stores, checks, deletes,
+// restores) are sent without waiting for an answer; the plugin runs them
+// in order and reports their errors at the vote, as the contract allows.
 type txn struct {
 	s        *Storage
 	c        *conn
-	ref      *proto.TxnRef
+	id       uint64
+	unsynced bool     // writes were sent since the last answered call
 	uploaded []string // host-side blob files sent to the plugin
 }
+
+// write sends one write call of the transaction.
+func (t *txn) write(ctx context.Context, call *proto.Call) error {
+	c, err := t.live()
+	if err != nil {
+		return err
+	}
+	t.unsynced = true
+	return t.s.send(ctx, c, call)
+}
+
+// sync waits until the plugin ran the writes sent so far (a blob upload,
+// which takes another stream, keeps its place behind them).
+func (t *txn) sync(ctx context.Context) error {
+	if !t.unsynced {
+		return nil
+	}
+	c, err := t.live()
+	if err != nil {
+		return err
+	}
+	rep, err := t.s.call(ctx, c, &proto.Call{Call: &proto.Call_Sync{Sync: &proto.TxnRef{Txn: t.id}}})
+	if err = answer(err, rep.GetResult()); err != nil {
+		return err
+	}
+	t.unsynced = false
+	return nil
+}
+
+// ref names the transaction in a call.
+func (t *txn) ref() *proto.TxnRef { return &proto.TxnRef{Txn: t.id} }
 
 // errTxnLost fails the calls of a transaction whose process died.
 var errTxnLost = errors.New("the plugin process of this transaction is gone; the transaction is lost")
@@ -151,42 +221,22 @@ func (t *txn) live() (*conn, error) {
 
 func (t *txn) Store(ctx context.Context, oid stack.Oid, serial stack.Tid, data []byte) (err error) {
 	defer t.s.wrap(&err, "store", &oid, &serial)
-	c, err := t.live()
-	if err != nil {
-		return err
-	}
-	r, err := c.rpc.Store(ctx, &proto.StoreRequest{Txn: t.ref.Txn, Oid: uint64(oid), Serial: uint64(serial), Data: data})
-	return t.s.answer(c, err, r)
+	return t.write(ctx, &proto.Call{Call: &proto.Call_Store{Store: &proto.StoreRequest{Txn: t.id, Oid: uint64(oid), Serial: uint64(serial), Data: data}}})
 }
 
 func (t *txn) CheckCurrentSerial(ctx context.Context, oid stack.Oid, serial stack.Tid) (err error) {
 	defer t.s.wrap(&err, "checkCurrentSerialInTransaction", &oid, &serial)
-	c, err := t.live()
-	if err != nil {
-		return err
-	}
-	r, err := c.rpc.CheckCurrentSerial(ctx, &proto.StoreRequest{Txn: t.ref.Txn, Oid: uint64(oid), Serial: uint64(serial)})
-	return t.s.answer(c, err, r)
+	return t.write(ctx, &proto.Call{Call: &proto.Call_CheckCurrentSerial{CheckCurrentSerial: &proto.StoreRequest{Txn: t.id, Oid: uint64(oid), Serial: uint64(serial)}}})
 }
 
 func (t *txn) Delete(ctx context.Context, oid stack.Oid, serial stack.Tid) (err error) {
 	defer t.s.wrap(&err, "deleteObject", &oid, &serial)
-	c, err := t.live()
-	if err != nil {
-		return err
-	}
-	r, err := c.rpc.Delete(ctx, &proto.StoreRequest{Txn: t.ref.Txn, Oid: uint64(oid), Serial: uint64(serial)})
-	return t.s.answer(c, err, r)
+	return t.write(ctx, &proto.Call{Call: &proto.Call_Delete{Delete: &proto.StoreRequest{Txn: t.id, Oid: uint64(oid), Serial: uint64(serial)}}})
 }
 
 func (t *txn) Restore(ctx context.Context, oid stack.Oid, data []byte, prevTxn stack.Tid) (err error) {
 	defer t.s.wrap(&err, "restore", &oid, nil)
-	c, err := t.live()
-	if err != nil {
-		return err
-	}
-	r, err := c.rpc.Restore(ctx, &proto.RestoreRequest{Txn: t.ref.Txn, Oid: uint64(oid), Data: data, DataNil: data == nil, PrevTxn: uint64(prevTxn)})
-	return t.s.answer(c, err, r)
+	return t.write(ctx, &proto.Call{Call: &proto.Call_Restore{Restore: &proto.RestoreRequest{Txn: t.id, Oid: uint64(oid), Data: data, DataNil: data == nil, PrevTxn: uint64(prevTxn)}}})
 }
 
 func (t *txn) Undo(ctx context.Context, id []byte) (_ []stack.Oid, err error) {
@@ -195,10 +245,12 @@ func (t *txn) Undo(ctx context.Context, id []byte) (_ []stack.Oid, err error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := c.rpc.Undo(ctx, &proto.UndoRequest{Txn: t.ref.Txn, Id: id})
-	if err = t.s.answer(c, err, r); err != nil {
+	rep, err := t.s.call(ctx, c, &proto.Call{Call: &proto.Call_Undo{Undo: &proto.UndoRequest{Txn: t.id, Id: id}}})
+	r := rep.GetOids()
+	if err = answer(err, r); err != nil {
 		return nil, err
 	}
+	t.unsynced = false
 	return wire.OidsFrom(r.GetOids()), nil
 }
 
@@ -208,10 +260,12 @@ func (t *txn) Vote(ctx context.Context) (_ []stack.Oid, err error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := c.rpc.Vote(ctx, t.ref)
-	if err = t.s.answer(c, err, r); err != nil {
+	rep, err := t.s.call(ctx, c, &proto.Call{Call: &proto.Call_Vote{Vote: t.ref()}})
+	r := rep.GetOids()
+	if err = answer(err, r); err != nil {
 		return nil, err
 	}
+	t.unsynced = false
 	return wire.OidsFrom(r.GetOids()), nil
 }
 
@@ -224,8 +278,9 @@ func (t *txn) Finish(ctx context.Context) (_ stack.Tid, err error) {
 	if err != nil {
 		return 0, err
 	}
-	r, err := c.rpc.Finish(ctx, t.ref)
-	if err = t.s.answer(c, err, r); err != nil {
+	rep, err := t.s.call(ctx, c, &proto.Call{Call: &proto.Call_Finish{Finish: t.ref()}})
+	r := rep.GetTid()
+	if err = answer(err, r); err != nil {
 		return 0, err
 	}
 	t.removeUploads()
@@ -244,8 +299,8 @@ func (t *txn) Abort(ctx context.Context) (err error) {
 	if err != nil {
 		return nil
 	}
-	r, err := c.rpc.Abort(ctx, t.ref)
-	if err = t.s.answer(c, err, r); err != nil && stack.IsBackendFailure(err) {
+	rep, err := t.s.call(ctx, c, &proto.Call{Call: &proto.Call_Abort{Abort: t.ref()}})
+	if err = answer(err, rep.GetResult()); err != nil && stack.IsBackendFailure(err) {
 		select {
 		case <-c.broken:
 			return nil
@@ -257,12 +312,12 @@ func (t *txn) Abort(ctx context.Context) (err error) {
 
 func (t *txn) StoreBlob(ctx context.Context, oid stack.Oid, serial stack.Tid, data []byte, blobPath string) (err error) {
 	defer t.s.wrap(&err, "storeBlob", &oid, &serial)
-	return t.upload(ctx, &proto.BlobHeader{Txn: t.ref.Txn, Oid: uint64(oid), Serial: uint64(serial), Data: data}, blobPath)
+	return t.upload(ctx, &proto.BlobHeader{Txn: t.id, Oid: uint64(oid), Serial: uint64(serial), Data: data}, blobPath)
 }
 
 func (t *txn) RestoreBlob(ctx context.Context, oid stack.Oid, data []byte, blobPath string, prevTxn stack.Tid) (err error) {
 	defer t.s.wrap(&err, "restoreBlob", &oid, nil)
-	return t.upload(ctx, &proto.BlobHeader{Txn: t.ref.Txn, Oid: uint64(oid), Data: data, DataNil: data == nil, Restore: true, PrevTxn: uint64(prevTxn)}, blobPath)
+	return t.upload(ctx, &proto.BlobHeader{Txn: t.id, Oid: uint64(oid), Data: data, DataNil: data == nil, Restore: true, PrevTxn: uint64(prevTxn)}, blobPath)
 }
 
 // Pack forwards a pack; blob files cached from before may be gone in the

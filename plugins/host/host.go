@@ -206,6 +206,7 @@ func (h *Host) Load(path string) error {
 			Doc:     strings.TrimSpace(m.Doc + fmt.Sprintf(" (plugin %s)", path)),
 			Options: reflect.New(typ).Interface(),
 			Open:    h.opener(path),
+			Check:   h.checker(path),
 		})
 	}
 	for _, m := range mods {
@@ -228,6 +229,44 @@ func (h *Host) opener(path string) func(context.Context, *stack.Node, any) (stac
 		}
 		return Open(ctx, path, n, sec, h.opts)
 	}
+}
+
+// checker is the Check of a plugin's section types: the plugin decodes
+// the section as its Open would and runs its options' own checks (an
+// OptionsValidator), opening nothing, so `zeoraid validate` reports them
+// at their positions. It starts a process of the plugin for the purpose.
+func (h *Host) checker(path string) func(any, int) error {
+	return func(opts any, _ int) error {
+		sec := sourceOf(opts)
+		if sec == nil {
+			return errors.New("plugin section without its source (a bug)")
+		}
+		return Check(path, sec, h.log)
+	}
+}
+
+// Check asks the plugin at path whether section is valid, as its Open
+// would decode and check it, without opening anything. The problems come
+// back as a zconfig.ErrorList.
+func Check(path string, section *zconfig.Section, log logrus.FieldLogger) error {
+	if log == nil {
+		log = quietLog()
+	}
+	p, err := startProcess(path, log.WithField("plugin", filepath.Base(path)))
+	if err != nil {
+		return err
+	}
+	defer p.stop(0)
+	ctx, cancel := context.WithTimeout(context.Background(), describeTimeout)
+	defer cancel()
+	r, err := p.rpc.Check(ctx, &proto.CheckRequest{Section: wire.Section(section)})
+	if err != nil {
+		return fmt.Errorf("plugin %s: check: %w", path, wire.FromStatus(err))
+	}
+	if errs := wire.ConfigErrorsFrom(r.GetErrors()); errs != nil {
+		return errs
+	}
+	return nil
 }
 
 // sourceOf returns the section an options struct made by optionsType was

@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 	orphanHost = filepath.Join(dir, "orphanhost")
 	builds := [][]string{
 		{"-o", testPlugin, "./testdata/testplugin"},
-		{"-o", futurePlugin, "-ldflags=-X github.com/zeoraid/zeoraid/plugins/sdk.advertisedMajor=2", "./testdata/testplugin"},
+		{"-o", futurePlugin, "-ldflags=-X github.com/zeoraid/zeoraid/plugins/sdk.advertisedMajor=3", "./testdata/testplugin"},
 		{"-o", orphanHost, "./testdata/orphanhost"},
 	}
 	for _, args := range builds {

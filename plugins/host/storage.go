@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -35,6 +36,10 @@ type Storage struct {
 	opts    Options
 	caps    stack.Capabilities
 	blobs   *blobCache
+	// What the storage offered at its first open: Empty, and its
+	// extension calls (those that only read, too).
+	canEmpty             bool
+	extensions, readOnly []string
 
 	notifier *stack.Notifier
 	evMu     sync.Mutex    // orders publication; guards rewound and evWake
@@ -57,9 +62,12 @@ type Storage struct {
 
 // conn is one process of the node with its open storage.
 type conn struct {
-	proc   *process
-	rpc    proto.StorageClient
-	cancel context.CancelFunc // ends the watch stream
+	proc *process
+	rpc  proto.StorageClient
+	mux  *mux // the Calls stream
+	// nextTxn numbers the transactions opened in the process.
+	nextTxn atomic.Uint64
+	cancel  context.CancelFunc // ends the watch and calls streams
 	// watchStream is the plugin's event stream, past its start message.
 	watchStream proto.Storage_WatchClient
 	broken      chan struct{}
@@ -94,7 +102,7 @@ func Open(ctx context.Context, path string, n *stack.Node, section *zconfig.Sect
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
-	c, caps, at0, err := s.connect(ctx)
+	c, open, at0, err := s.connect(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +111,9 @@ func Open(ctx context.Context, path string, n *stack.Node, section *zconfig.Sect
 		c.stop(s, 0)
 		return nil, err
 	}
-	s.blobs, s.caps, s.cur = blobs, caps, c
+	s.blobs, s.caps, s.cur = blobs, wire.CapabilitiesFrom(open.GetCapabilities()), c
+	s.canEmpty = open.GetCapabilities().GetEmpty()
+	s.extensions, s.readOnly = open.GetExtensions(), open.GetReadOnlyExtensions()
 	s.notifier = stack.NewNotifier(at0)
 	go s.watch(c)
 	go s.supervise()
@@ -111,11 +121,11 @@ func Open(ctx context.Context, path string, n *stack.Node, section *zconfig.Sect
 }
 
 // connect starts a process, opens the section in it and starts its event
-// stream, returning the stream's at0.
-func (s *Storage) connect(ctx context.Context) (*conn, stack.Capabilities, stack.Tid, error) {
+// stream, returning the plugin's answer to the open and the stream's at0.
+func (s *Storage) connect(ctx context.Context) (*conn, *proto.OpenResponse, stack.Tid, error) {
 	p, err := startProcess(s.path, s.log)
 	if err != nil {
-		return nil, stack.Capabilities{}, 0, err
+		return nil, nil, 0, err
 	}
 	c := &conn{proc: p, rpc: p.rpc, broken: make(chan struct{})}
 	r, err := c.rpc.Open(ctx, &proto.OpenRequest{Node: s.node, Section: s.section})
@@ -126,7 +136,7 @@ func (s *Storage) connect(ctx context.Context) (*conn, stack.Capabilities, stack
 	}
 	if err != nil {
 		c.stop(s, 0)
-		return nil, stack.Capabilities{}, 0, err
+		return nil, nil, 0, err
 	}
 	wctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
@@ -140,11 +150,16 @@ func (s *Storage) connect(ctx context.Context) (*conn, stack.Capabilities, stack
 	}
 	if err != nil {
 		c.stop(s, s.opts.CloseTimeout)
-		return nil, stack.Capabilities{}, 0, fmt.Errorf("plugin event stream: %w", wire.FromStatus(err))
+		return nil, nil, 0, fmt.Errorf("plugin event stream: %w", wire.FromStatus(err))
 	}
 	c.watchStream = stream
+	c.mux, err = newMux(wctx, c.rpc, func(err error) { s.broken(c, err) })
+	if err != nil {
+		c.stop(s, s.opts.CloseTimeout)
+		return nil, nil, 0, fmt.Errorf("plugin call stream: %w", wire.FromStatus(err))
+	}
 	s.log.WithFields(logrus.Fields{"plugin": s.path, "pid": p.pid()}).Info("plugin storage open")
-	return c, wire.CapabilitiesFrom(r.GetCapabilities()), stack.Tid(first.GetTid()), nil
+	return c, r, stack.Tid(first.GetTid()), nil
 }
 
 // stop ends the conn: its event stream, then the process (Close first,
@@ -273,11 +288,11 @@ func (s *Storage) supervise() {
 func (s *Storage) restart() error {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	c, caps, at0, err := s.connect(ctx)
+	c, open, at0, err := s.connect(ctx)
 	if err != nil {
 		return err
 	}
-	if caps != s.caps {
+	if caps := wire.CapabilitiesFrom(open.GetCapabilities()); caps != s.caps {
 		s.log.WithFields(logrus.Fields{"was": fmt.Sprintf("%+v", s.caps), "now": fmt.Sprintf("%+v", caps)}).Warn("the restarted plugin reports other capabilities; keeping the first")
 	}
 	s.mu.Lock()
@@ -408,6 +423,14 @@ func (s *Storage) check(c *conn, err error) error {
 		s.broken(c, err)
 	}
 	return err
+}
+
+// noticeLost marks c broken when err says its Calls stream is gone.
+func (s *Storage) noticeLost(c *conn, err error) {
+	var te *wire.TransportError
+	if errors.As(err, &te) && te.Err == nil && te.Code == codes.Unavailable {
+		s.broken(c, err)
+	}
 }
 
 // Close closes the plugin's storage (its own Close, within CloseTimeout),

@@ -23,11 +23,11 @@ import (
 // the handshake, with both versions named.
 func TestVersionMismatch(t *testing.T) {
 	_, err := host.Describe(futurePlugin, nil)
-	if err == nil || !strings.Contains(err.Error(), "version 2") || !strings.Contains(err.Error(), "version 1") {
-		t.Fatalf("describe of a protocol 2 plugin: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "version 3") || !strings.Contains(err.Error(), "version 2") {
+		t.Fatalf("describe of a protocol 3 plugin: %v", err)
 	}
 	d, err := host.Describe(testPlugin, nil)
-	if err != nil || d.Major != 1 || len(d.Modules) != 2 {
+	if err != nil || d.Major != 2 || len(d.Modules) != 2 {
 		t.Fatalf("describe: %+v %v", d, err)
 	}
 }

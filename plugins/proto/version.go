@@ -13,8 +13,10 @@ package proto
 // Major is the protocol's major version. It changes only with an
 // incompatible change of storage.proto (and then the proto package name
 // changes with it); the handshake refuses a plugin of another major
-// version, naming both.
-const Major = 1
+// version, naming both. Version 1 made every storage call a unary RPC;
+// version 2 sends the frequent ones on one multiplexed stream (Calls),
+// which a version 1 plugin does not serve.
+const Major = 2
 
 // MagicCookieKey and MagicCookieValue mark a process started by zeoraid: a
 // plugin started by hand sees they are missing and says it is meant to be

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"sync"
 	"time"
 
@@ -29,16 +30,15 @@ type server struct {
 	log     logrus.FieldLogger
 	major   int
 
-	mu      sync.Mutex
-	st      stack.Storage
-	node    string
-	txns    map[uint64]stack.Txn
-	nextTxn uint64
-	closed  bool
+	mu     sync.Mutex
+	st     stack.Storage
+	node   string
+	txns   map[uint64]*txnState // by the id the host gave
+	closed bool
 }
 
 func newServer(modules []stack.Module, log logrus.FieldLogger, major int) *server {
-	s := &server{modules: map[string]*stack.Module{}, log: log, major: major, txns: map[uint64]stack.Txn{}}
+	s := &server{modules: map[string]*stack.Module{}, log: log, major: major, txns: map[uint64]*txnState{}}
 	for i := range modules {
 		m := &modules[i]
 		s.order = append(s.order, m)
@@ -60,7 +60,7 @@ func (s *server) storage() (stack.Storage, error) {
 }
 
 // txn returns the open transaction id.
-func (s *server) txn(id uint64) (stack.Txn, error) {
+func (s *server) txn(id uint64) (*txnState, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t, ok := s.txns[id]
@@ -134,6 +134,19 @@ func (s *server) decode(sec *proto.Section) (*stack.Module, any, zconfig.ErrorLi
 	return m, opts, nil
 }
 
+// Check decodes a section as Open would, opening nothing, for the host's
+// dry runs (`zeoraid validate`).
+func (s *server) Check(_ context.Context, r *proto.CheckRequest) (*proto.CheckResponse, error) {
+	_, _, errs := s.decode(r.GetSection())
+	return &proto.CheckResponse{Errors: wire.ConfigErrors(errs)}, nil
+}
+
+// emptier is a storage that can drop every transaction (the interface a
+// RAID's rebuild asks of its children).
+type emptier interface {
+	Empty(ctx context.Context) error
+}
+
 func (s *server) Open(ctx context.Context, r *proto.OpenRequest) (*proto.OpenResponse, error) {
 	s.mu.Lock()
 	busy := s.st != nil || s.closed
@@ -162,7 +175,60 @@ func (s *server) Open(ctx context.Context, r *proto.OpenRequest) (*proto.OpenRes
 	s.mu.Lock()
 	s.st, s.node = st, ni.GetPath()
 	s.mu.Unlock()
-	return &proto.OpenResponse{Capabilities: wire.Capabilities(st.Capabilities()), Last: uint64(last)}, nil
+	resp := &proto.OpenResponse{Capabilities: wire.Capabilities(st.Capabilities()), Last: uint64(last)}
+	_, resp.Capabilities.Empty = st.(emptier)
+	if ext, ok := st.(stack.Extender); ok {
+		for name := range ext.Extensions() {
+			resp.Extensions = append(resp.Extensions, name)
+		}
+		sort.Strings(resp.Extensions)
+		if ro, ok := st.(stack.ReadOnlyExtender); ok {
+			resp.ReadOnlyExtensions = ro.ReadOnlyExtensions()
+		}
+	}
+	return resp, nil
+}
+
+// EmptyStorage empties the storage, for a RAID's rebuild.
+func (s *server) EmptyStorage(ctx context.Context, _ *proto.Empty) (*proto.Result, error) {
+	st, err := s.storage()
+	if err == nil {
+		e, ok := st.(emptier)
+		if !ok {
+			err = fmt.Errorf("the storage cannot be emptied: %w", stack.ErrNotSupported)
+		} else {
+			err = e.Empty(ctx)
+		}
+	}
+	return &proto.Result{Failure: wire.Failure(err)}, nil
+}
+
+// Extension runs one of the storage's extension calls.
+func (s *server) Extension(ctx context.Context, r *proto.ExtensionRequest) (*proto.ExtensionResponse, error) {
+	st, err := s.storage()
+	if err != nil {
+		return &proto.ExtensionResponse{Failure: wire.Failure(err)}, nil
+	}
+	var f stack.Extension
+	if ext, ok := st.(stack.Extender); ok {
+		f = ext.Extensions()[r.GetName()]
+	}
+	if f == nil {
+		return &proto.ExtensionResponse{Failure: wire.Failure(fmt.Errorf("no extension call %q: %w", r.GetName(), stack.ErrNotSupported))}, nil
+	}
+	args, err := wire.ValuesFrom(r.GetArgs())
+	if err != nil {
+		return &proto.ExtensionResponse{Failure: wire.Failure(err)}, nil
+	}
+	res, err := f(ctx, args)
+	if err != nil {
+		return &proto.ExtensionResponse{Failure: wire.Failure(err)}, nil
+	}
+	v, err := wire.Value(res)
+	if err != nil {
+		return &proto.ExtensionResponse{Failure: wire.Failure(fmt.Errorf("extension %s: its result: %w", r.GetName(), err))}, nil
+	}
+	return &proto.ExtensionResponse{Result: v}, nil
 }
 
 func (s *server) Close(context.Context, *proto.Empty) (*proto.Result, error) {
@@ -176,27 +242,6 @@ func (s *server) Close(context.Context, *proto.Empty) (*proto.Result, error) {
 	return &proto.Result{Failure: wire.Failure(st.Close())}, nil
 }
 
-func (s *server) LoadBefore(ctx context.Context, r *proto.LoadBeforeRequest) (*proto.LoadBeforeResponse, error) {
-	st, err := s.storage()
-	if err != nil {
-		return &proto.LoadBeforeResponse{Failure: wire.Failure(err)}, nil
-	}
-	rev, err := st.LoadBefore(ctx, stack.Oid(r.GetOid()), stack.Tid(r.GetBefore()))
-	if err != nil {
-		return &proto.LoadBeforeResponse{Failure: wire.Failure(err)}, nil
-	}
-	return &proto.LoadBeforeResponse{Data: rev.Data, Serial: uint64(rev.Serial), NextSerial: uint64(rev.NextSerial)}, nil
-}
-
-func (s *server) LoadSerial(ctx context.Context, r *proto.LoadSerialRequest) (*proto.DataResponse, error) {
-	st, err := s.storage()
-	if err != nil {
-		return &proto.DataResponse{Failure: wire.Failure(err)}, nil
-	}
-	data, err := st.LoadSerial(ctx, stack.Oid(r.GetOid()), stack.Tid(r.GetSerial()))
-	return &proto.DataResponse{Data: data, Failure: wire.Failure(err)}, nil
-}
-
 func (s *server) History(ctx context.Context, r *proto.HistoryRequest) (*proto.HistoryResponse, error) {
 	st, err := s.storage()
 	if err != nil {
@@ -208,24 +253,6 @@ func (s *server) History(ctx context.Context, r *proto.HistoryRequest) (*proto.H
 		resp.Entries = append(resp.Entries, &proto.HistoryEntry{Tid: uint64(h.Tid), User: h.User, Description: h.Description, Extension: h.Extension, Size: int64(h.Size)})
 	}
 	return resp, nil
-}
-
-func (s *server) LastTransaction(ctx context.Context, _ *proto.Empty) (*proto.TidResponse, error) {
-	st, err := s.storage()
-	if err != nil {
-		return &proto.TidResponse{Failure: wire.Failure(err)}, nil
-	}
-	tid, err := st.LastTransaction(ctx)
-	return &proto.TidResponse{Tid: uint64(tid), Failure: wire.Failure(err)}, nil
-}
-
-func (s *server) NewOIDs(ctx context.Context, r *proto.NewOIDsRequest) (*proto.OidsResponse, error) {
-	st, err := s.storage()
-	if err != nil {
-		return &proto.OidsResponse{Failure: wire.Failure(err)}, nil
-	}
-	oids, err := st.NewOIDs(ctx, int(r.GetN()))
-	return &proto.OidsResponse{Oids: wire.Oids(oids), Failure: wire.Failure(err)}, nil
 }
 
 func (s *server) Info(ctx context.Context, _ *proto.Empty) (*proto.InfoResponse, error) {
@@ -265,119 +292,6 @@ func (s *server) Watch(_ *proto.Empty, stream proto.Storage_WatchServer) error {
 	}
 }
 
-func (s *server) Begin(ctx context.Context, r *proto.TxnMeta) (*proto.BeginResponse, error) {
-	st, err := s.storage()
-	if err != nil {
-		return &proto.BeginResponse{Failure: wire.Failure(err)}, nil
-	}
-	t, err := st.Begin(ctx, wire.TxnMetaFrom(r))
-	if err != nil {
-		return &proto.BeginResponse{Failure: wire.Failure(err)}, nil
-	}
-	s.mu.Lock()
-	s.nextTxn++
-	id := s.nextTxn
-	s.txns[id] = t
-	s.mu.Unlock()
-	return &proto.BeginResponse{Txn: id}, nil
-}
-
-func (s *server) Store(ctx context.Context, r *proto.StoreRequest) (*proto.Result, error) {
-	t, err := s.txn(r.GetTxn())
-	if err == nil {
-		err = t.Store(ctx, stack.Oid(r.GetOid()), stack.Tid(r.GetSerial()), r.GetData())
-	}
-	return &proto.Result{Failure: wire.Failure(err)}, nil
-}
-
-func (s *server) CheckCurrentSerial(ctx context.Context, r *proto.StoreRequest) (*proto.Result, error) {
-	t, err := s.txn(r.GetTxn())
-	if err == nil {
-		err = t.CheckCurrentSerial(ctx, stack.Oid(r.GetOid()), stack.Tid(r.GetSerial()))
-	}
-	return &proto.Result{Failure: wire.Failure(err)}, nil
-}
-
-func (s *server) Delete(ctx context.Context, r *proto.StoreRequest) (*proto.Result, error) {
-	t, err := s.txn(r.GetTxn())
-	if err == nil {
-		d, ok := t.(stack.DeleteTxn)
-		if !ok {
-			err = stack.ErrNotSupported
-		} else {
-			err = d.Delete(ctx, stack.Oid(r.GetOid()), stack.Tid(r.GetSerial()))
-		}
-	}
-	return &proto.Result{Failure: wire.Failure(err)}, nil
-}
-
-func (s *server) Restore(ctx context.Context, r *proto.RestoreRequest) (*proto.Result, error) {
-	t, err := s.txn(r.GetTxn())
-	if err == nil {
-		rt, ok := t.(stack.RestoreTxn)
-		if !ok {
-			err = stack.ErrNotSupported
-		} else {
-			err = rt.Restore(ctx, stack.Oid(r.GetOid()), wire.Data(r.GetData(), r.GetDataNil()), stack.Tid(r.GetPrevTxn()))
-		}
-	}
-	return &proto.Result{Failure: wire.Failure(err)}, nil
-}
-
-func (s *server) Undo(ctx context.Context, r *proto.UndoRequest) (*proto.OidsResponse, error) {
-	t, err := s.txn(r.GetTxn())
-	var oids []stack.Oid
-	if err == nil {
-		ut, ok := t.(stack.UndoTxn)
-		if !ok {
-			err = stack.ErrNotSupported
-		} else {
-			oids, err = ut.Undo(ctx, r.GetId())
-		}
-	}
-	return &proto.OidsResponse{Oids: wire.Oids(oids), Failure: wire.Failure(err)}, nil
-}
-
-func (s *server) Vote(ctx context.Context, r *proto.TxnRef) (*proto.OidsResponse, error) {
-	t, err := s.txn(r.GetTxn())
-	var oids []stack.Oid
-	if err == nil {
-		oids, err = t.Vote(ctx)
-	}
-	return &proto.OidsResponse{Oids: wire.Oids(oids), Failure: wire.Failure(err)}, nil
-}
-
-func (s *server) Finish(ctx context.Context, r *proto.TxnRef) (*proto.TidResponse, error) {
-	t, err := s.txn(r.GetTxn())
-	var tid stack.Tid
-	if err == nil {
-		tid, err = t.Finish(ctx)
-		if err == nil {
-			s.dropTxn(r.GetTxn())
-		}
-	}
-	return &proto.TidResponse{Tid: uint64(tid), Failure: wire.Failure(err)}, nil
-}
-
-func (s *server) Abort(ctx context.Context, r *proto.TxnRef) (*proto.Result, error) {
-	s.mu.Lock()
-	t, ok := s.txns[r.GetTxn()]
-	s.mu.Unlock()
-	if !ok {
-		// Abort is idempotent: a finished or aborted transaction is gone.
-		return &proto.Result{}, nil
-	}
-	err := t.Abort(ctx)
-	s.dropTxn(r.GetTxn())
-	return &proto.Result{Failure: wire.Failure(err)}, nil
-}
-
-func (s *server) dropTxn(id uint64) {
-	s.mu.Lock()
-	delete(s.txns, id)
-	s.mu.Unlock()
-}
-
 func (s *server) StoreBlob(stream proto.Storage_StoreBlobServer) error {
 	return stream.SendAndClose(&proto.Result{Failure: wire.Failure(s.receiveBlob(stream, false))})
 }
@@ -406,13 +320,9 @@ func (s *server) receiveBlob(stream proto.Storage_StoreBlobServer, restore bool)
 	if !ok {
 		return stack.ErrNotSupported
 	}
-	t, err := s.txn(h.GetTxn())
+	ts, err := s.txn(h.GetTxn())
 	if err != nil {
 		return err
-	}
-	bt, ok := t.(stack.BlobTxn)
-	if !ok {
-		return stack.ErrNotSupported
 	}
 	f, err := os.CreateTemp(b.BlobTempDir(), "plugin-upload-*")
 	if err != nil {
@@ -444,10 +354,22 @@ func (s *server) receiveBlob(stream proto.Storage_StoreBlobServer, restore bool)
 	}
 	handed = true
 	oid, data := stack.Oid(h.GetOid()), wire.Data(h.GetData(), h.GetDataNil())
-	if restore {
-		return bt.RestoreBlob(ctx, oid, data, path, stack.Tid(h.GetPrevTxn()))
-	}
-	return bt.StoreBlob(ctx, oid, stack.Tid(h.GetSerial()), data, path)
+	// In the transaction's queue, after its stores.
+	return ts.do(func() error {
+		bt, ok := ts.t.(stack.BlobTxn)
+		switch {
+		case ts.t == nil:
+			os.Remove(path)
+			return ts.failed
+		case !ok:
+			os.Remove(path)
+			return stack.ErrNotSupported
+		}
+		if restore {
+			return bt.RestoreBlob(ctx, oid, data, path, stack.Tid(h.GetPrevTxn()))
+		}
+		return bt.StoreBlob(ctx, oid, stack.Tid(h.GetSerial()), data, path)
+	})
 }
 
 func (s *server) LoadBlob(r *proto.LoadSerialRequest, stream proto.Storage_LoadBlobServer) error {

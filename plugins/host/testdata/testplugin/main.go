@@ -7,11 +7,14 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
+	"runtime/pprof"
 
 	_ "github.com/zeoraid/zeoraid/builtin/filestorage"
 	"github.com/zeoraid/zeoraid/builtin/mappingstorage"
 	"github.com/zeoraid/zeoraid/plugins/sdk"
 	"github.com/zeoraid/zeoraid/stack"
+	"github.com/zeoraid/zeoraid/stack/zeoproto"
 )
 
 // Options are <testmapping>'s keys.
@@ -20,9 +23,20 @@ type Options struct {
 	BlockOid    *int64 `zconfig:"block-oid" doc:"loadBefore of this oid blocks until the call's context ends"`
 	CloseMarker string `zconfig:"close-marker" doc:"file written when the storage is closed"`
 	Count       []int  `zconfig:"count" doc:"a multikey, for the schema tests"`
+	Eager       bool   `zconfig:"eager-conflicts" doc:"stores report write conflicts at once, not at the vote"`
 }
 
-// storage is a mappingstorage with the test hooks.
+// Validate is the options' own check, which the plugin runs (for a dry
+// run of the host, too).
+func (o *Options) Validate(int) error {
+	if o.CloseMarker != "" && !filepath.IsAbs(o.CloseMarker) {
+		return fmt.Errorf("close-marker %q is not an absolute path", o.CloseMarker)
+	}
+	return nil
+}
+
+// storage is a mappingstorage (whose Empty is promoted) with the test
+// hooks and an extension call.
 type storage struct {
 	*mappingstorage.Storage
 	opts *Options
@@ -36,7 +50,47 @@ func (s *storage) LoadBefore(ctx context.Context, oid stack.Oid, before stack.Ti
 	return s.Storage.LoadBefore(ctx, oid, before)
 }
 
+// Begin gives a transaction that reports conflicts at Store with
+// eager-conflicts.
+func (s *storage) Begin(ctx context.Context, meta stack.TxnMeta) (stack.Txn, error) {
+	t, err := s.Storage.Begin(ctx, meta)
+	if err != nil || !s.opts.Eager {
+		return t, err
+	}
+	return &eagerTxn{Txn: t, s: s}, nil
+}
+
+// eagerTxn reports a write conflict at Store, which then has no effect,
+// as the contract allows.
+type eagerTxn struct {
+	stack.Txn
+	s *storage
+}
+
+func (t *eagerTxn) Store(ctx context.Context, oid stack.Oid, serial stack.Tid, data []byte) error {
+	rev, err := t.s.Storage.LoadBefore(ctx, oid, stack.MaxTid)
+	if err == nil && rev.Serial != serial {
+		return &stack.ConflictError{Oid: oid, Committed: rev.Serial, Read: serial, Data: data}
+	}
+	return t.Txn.Store(ctx, oid, serial, data)
+}
+
+// Extensions offers echo, which returns its arguments as a tuple, and
+// fail, which fails with a conflict.
+func (s *storage) Extensions() map[string]stack.Extension {
+	return map[string]stack.Extension{
+		"echo": func(_ context.Context, args []any) (any, error) { return zeoproto.Tuple(args), nil },
+		"fail": func(context.Context, []any) (any, error) {
+			return nil, &stack.ConflictError{Oid: 7, Committed: 2, Read: 1, Data: []byte("theirs")}
+		},
+	}
+}
+
+// ReadOnlyExtensions says echo only reads.
+func (s *storage) ReadOnlyExtensions() []string { return []string{"echo"} }
+
 func (s *storage) Close() error {
+	pprof.StopCPUProfile()
 	err := s.Storage.Close()
 	if s.opts.CloseMarker != "" {
 		if werr := os.WriteFile(s.opts.CloseMarker, []byte("closed\n"), 0o644); werr != nil {
@@ -56,6 +110,18 @@ func main() {
 		fmt.Fprintln(os.Stderr, `{"level":"warning","msg":"a warning from the plugin","k":"v"}`)
 		fmt.Fprintln(os.Stderr, `[1,2,3]`)
 		fmt.Fprintln(os.Stderr, "plain text on stderr")
+	}
+	if path := os.Getenv("TESTPLUGIN_CPUPROFILE"); path != "" {
+		// The benchmarks' view of the plugin's side, until the storage
+		// closes.
+		f, err := os.Create(path)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
 	}
 	file, _ := stack.Lookup("filestorage")
 	testfile := *file
