@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zeoraid/zeoraid/interop/pyenv"
 	"github.com/zeoraid/zeoraid/stack"
 )
 
@@ -47,7 +48,7 @@ func TestPerfCompare(t *testing.T) {
 		Records float64 `json:"iterated_records_per_sec"`
 		Commits float64 `json:"commits_per_sec"`
 	}
-	must(t, json.Unmarshal(runPy(t, "testdata/bench.py", "ops", pyCopy, strconv.Itoa(seconds)), &py))
+	must(t, json.Unmarshal(pyenv.Run(t, "testdata/bench.py", "ops", pyCopy, strconv.Itoa(seconds)), &py))
 
 	s, err := Open(small, Options{}, nil)
 	must(t, err)
@@ -114,7 +115,7 @@ func TestPerfCompare(t *testing.T) {
 		}
 		var g, p openResult
 		must(t, json.Unmarshal(out, &g))
-		must(t, json.Unmarshal(runPy(t, "testdata/bench.py", "open", big), &p))
+		must(t, json.Unmarshal(pyenv.Run(t, "testdata/bench.py", "open", big), &p))
 		if g.Objects != 1_000_000 || p.Objects != 1_000_000 {
 			t.Fatalf("objects seen: go %d, python %d", g.Objects, p.Objects)
 		}
@@ -142,7 +143,7 @@ func TestPerfCompare(t *testing.T) {
 	}
 	var g, p packResult
 	must(t, json.Unmarshal(out, &g))
-	must(t, json.Unmarshal(runPy(t, "testdata/bench.py", "pack", pyPack), &p))
+	must(t, json.Unmarshal(pyenv.Run(t, "testdata/bench.py", "pack", pyPack), &p))
 	gb, _ := os.ReadFile(goPack)
 	pb, _ := os.ReadFile(pyPack)
 	t.Logf("  pack without GC: go %.3f s, peak %d MB; python %.3f s, peak %d MB; results identical: %v (%d MB)",

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/zeoraid/zeoraid/interop/pyenv"
 	"github.com/zeoraid/zeoraid/stack"
 	"github.com/zeoraid/zeoraid/stack/blobdir"
 	"github.com/zeoraid/zeoraid/zconfig"
@@ -60,7 +61,7 @@ func TestBlobsGoToPython(t *testing.T) {
 	}
 	must(t, s.Close())
 	var got map[string]map[string]string
-	must(t, json.Unmarshal(runPy(t, "testdata/blobs.py", "read", path, bdir), &got))
+	must(t, json.Unmarshal(pyenv.Run(t, "testdata/blobs.py", "read", path, bdir), &got))
 	blobs := got["0000000000000001"]
 	if blobs[t1.Hex()] != "go one" || blobs[t2.Hex()] != "go two" || blobs[t3.Hex()] != "go one" || len(blobs) != 3 {
 		t.Errorf("Python reads the Go blobs as %v", got)
@@ -70,7 +71,7 @@ func TestBlobsGoToPython(t *testing.T) {
 func TestBlobsPythonToGo(t *testing.T) {
 	dir := t.TempDir()
 	path, bdir := filepath.Join(dir, "Data.fs"), filepath.Join(dir, "blobs")
-	runPy(t, "testdata/blobs.py", "write", path, bdir)
+	pyenv.Run(t, "testdata/blobs.py", "write", path, bdir)
 	ctx := context.Background()
 	s, err := Open(path, Options{BlobDir: zconfig.ExistingDirPath(bdir), PackGC: true}, nil)
 	must(t, err)

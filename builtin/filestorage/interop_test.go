@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -21,19 +20,6 @@ import (
 	"github.com/zeoraid/zeoraid/interop/pyenv"
 	"github.com/zeoraid/zeoraid/stack"
 )
-
-func runPy(t *testing.T, args ...string) []byte {
-	t.Helper()
-	py := pyenv.Python(t)
-	cmd := exec.Command(py, args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("%s %v: %v\n%s", py, args, err, stderr.String())
-	}
-	return out
-}
 
 func hexOrNil(b []byte) any {
 	if b == nil {
@@ -141,14 +127,14 @@ func pyDump(t *testing.T, path string, copy bool) map[string]any {
 		args = append(args, "--copy")
 	}
 	var d map[string]any
-	must(t, json.Unmarshal(runPy(t, args...), &d))
+	must(t, json.Unmarshal(pyenv.Run(t, args...), &d))
 	return d
 }
 
 func TestPythonToGo(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "Data.fs")
-	runPy(t, "testdata/make_data.py", path)
+	pyenv.Run(t, "testdata/make_data.py", path)
 	want := pyDump(t, path, false)
 	orig, _ := os.ReadFile(path)
 
@@ -309,13 +295,13 @@ func TestGoToPython(t *testing.T) {
 		t.Run(fmt.Sprintf("gc=%v", gc), func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "Data.fs")
 			writeGoHistory(t, path, gc)
-			out := runPy(t, "-m", "ZODB.scripts.fstest", "-v", path)
+			out := pyenv.Run(t, "-m", "ZODB.scripts.fstest", "-v", path)
 			if !strings.Contains(string(out), "no errors detected") {
 				t.Errorf("fstest: %s", out)
 			}
 			// fsrefs loads every current object and every object it
 			// references; it prints nothing when all are sound.
-			if out := runPy(t, "-m", "ZODB.scripts.fsrefs", path); len(strings.TrimSpace(string(out))) != 0 {
+			if out := pyenv.Run(t, "-m", "ZODB.scripts.fsrefs", path); len(strings.TrimSpace(string(out))) != 0 {
 				t.Errorf("fsrefs: %s", out)
 			}
 			py := pyDump(t, path, true)

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zeoraid/zeoraid/interop/pyenv"
 	"github.com/zeoraid/zeoraid/zconfig"
 )
 
@@ -61,7 +62,7 @@ func treeFiles(t *testing.T, dir string) map[string]string {
 
 func fstestClean(t *testing.T, path string) {
 	t.Helper()
-	out := runPy(t, "-m", "ZODB.scripts.fstest", "-v", path)
+	out := pyenv.Run(t, "-m", "ZODB.scripts.fstest", "-v", path)
 	if !strings.Contains(string(out), "no errors detected") {
 		t.Errorf("fstest %s: %s", path, out)
 	}
@@ -95,7 +96,7 @@ func TestPackParity(t *testing.T) {
 		var made struct {
 			PackTime float64 `json:"pack_time"`
 		}
-		must(t, json.Unmarshal(runPy(t, "testdata/pack_parity.py", "make", filepath.Join(src, "Data.fs"), filepath.Join(src, "blobs"), lateArg), &made))
+		must(t, json.Unmarshal(pyenv.Run(t, "testdata/pack_parity.py", "make", filepath.Join(src, "Data.fs"), filepath.Join(src, "blobs"), lateArg), &made))
 		sec, frac := math.Modf(made.PackTime)
 		packTime := time.Unix(int64(sec), int64(frac*1e9))
 		orig, err := os.ReadFile(filepath.Join(src, "Data.fs"))
@@ -114,7 +115,7 @@ func TestPackParity(t *testing.T) {
 				var packed struct {
 					Error *string `json:"error"`
 				}
-				must(t, json.Unmarshal(runPy(t, "testdata/pack_parity.py", "pack", filepath.Join(pyDir, "Data.fs"), filepath.Join(pyDir, "blobs"), fmt.Sprintf("%.7f", made.PackTime), gcArg), &packed))
+				must(t, json.Unmarshal(pyenv.Run(t, "testdata/pack_parity.py", "pack", filepath.Join(pyDir, "Data.fs"), filepath.Join(pyDir, "blobs"), fmt.Sprintf("%.7f", made.PackTime), gcArg), &packed))
 
 				path := filepath.Join(goDir, "Data.fs")
 				s, err := Open(path, Options{BlobDir: zconfig.ExistingDirPath(filepath.Join(goDir, "blobs")), PackGC: true, PackKeepOld: true}, nil)

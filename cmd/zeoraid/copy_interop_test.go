@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -17,20 +16,6 @@ import (
 
 	"github.com/zeoraid/zeoraid/interop/pyenv"
 )
-
-// python runs a Python script of the virtualenv and returns its stdout.
-func python(t *testing.T, args ...string) []byte {
-	t.Helper()
-	py := pyenv.Python(t)
-	cmd := exec.Command(py, args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("%s %v: %v\n%s", py, args, err, stderr.String())
-	}
-	return out
-}
 
 // blobFiles maps every committed blob file under dir (relative path) to
 // its content; the layout marker and temporary files are left out.
@@ -71,11 +56,11 @@ func TestCopyPythonRoundTrip(t *testing.T) {
 	var made struct {
 		PackTime float64 `json:"pack_time"`
 	}
-	out := python(t, filepath.Join(scripts, "pack_parity.py"), "make", filepath.Join(orig, "Data.fs"), filepath.Join(orig, "blobs"), "0")
+	out := pyenv.Run(t, filepath.Join(scripts, "pack_parity.py"), "make", filepath.Join(orig, "Data.fs"), filepath.Join(orig, "blobs"), "0")
 	if err := json.Unmarshal(out, &made); err != nil {
 		t.Fatal(err)
 	}
-	python(t, filepath.Join(scripts, "pack_parity.py"), "pack", filepath.Join(orig, "Data.fs"), filepath.Join(orig, "blobs"), fmt.Sprintf("%.7f", made.PackTime), "0")
+	pyenv.Run(t, filepath.Join(scripts, "pack_parity.py"), "pack", filepath.Join(orig, "Data.fs"), filepath.Join(orig, "blobs"), fmt.Sprintf("%.7f", made.PackTime), "0")
 
 	for _, via := range []struct{ name, section string }{
 		{"filestorage", "<filestorage %s>\n  path %s/Data.fs\n  blob-dir %s/blobs\n</filestorage>"},
@@ -104,7 +89,7 @@ func TestCopyPythonRoundTrip(t *testing.T) {
 
 			dump := func(path string) map[string]any {
 				var d map[string]any
-				if err := json.Unmarshal(python(t, filepath.Join(scripts, "dump.py"), path), &d); err != nil {
+				if err := json.Unmarshal(pyenv.Run(t, filepath.Join(scripts, "dump.py"), path), &d); err != nil {
 					t.Fatal(err)
 				}
 				return d
@@ -126,7 +111,7 @@ func TestCopyPythonRoundTrip(t *testing.T) {
 			if len(wb) == 0 || !reflect.DeepEqual(wb, gb) {
 				t.Errorf("blob files differ: %d in the original, %d in the copy", len(wb), len(gb))
 			}
-			fsck := string(python(t, "-m", "ZODB.scripts.fstest", "-v", filepath.Join(final, "Data.fs")))
+			fsck := string(pyenv.Run(t, "-m", "ZODB.scripts.fstest", "-v", filepath.Join(final, "Data.fs")))
 			if !strings.Contains(fsck, "no errors detected") {
 				t.Errorf("fstest: %s", fsck)
 			}

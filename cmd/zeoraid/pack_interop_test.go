@@ -57,7 +57,7 @@ db.close()
 
 func runPy(t *testing.T, script string, args ...string) string {
 	t.Helper()
-	return strings.TrimSpace(string(python(t, append([]string{"-c", script}, args...)...)))
+	return strings.TrimSpace(string(pyenv.Run(t, append([]string{"-c", script}, args...)...)))
 }
 
 func packCLI(t *testing.T, args ...string) string {

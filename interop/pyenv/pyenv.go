@@ -5,6 +5,7 @@
 package pyenv
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,6 +48,21 @@ func Python(t TB) string {
 		t.Fatalf("Python ZODB/ZEO not available at %s (run interop/setup.sh, or `make test`): %v\n%s", py, err, out)
 	}
 	return py
+}
+
+// Run runs the virtualenv's python with args and returns its standard
+// output, failing t with the standard error if it exits with an error.
+func Run(t TB, args ...string) []byte {
+	t.Helper()
+	py := Python(t)
+	cmd := exec.Command(py, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", py, args, err, stderr.String())
+	}
+	return out
 }
 
 // Script returns the path of a helper script in interop/python.
