@@ -403,8 +403,10 @@ func (t *txn) Finish(ctx context.Context) (_ stack.Tid, err error) {
 	if len(t.writes) > 0 {
 		s.storedOid(t.maxOid)
 	}
-	if err := s.watch.Publish(ev); err != nil {
-		s.log.WithError(err).Error("cannot notify watchers")
+	if t.tid > s.announced {
+		if err := s.watch.Publish(ev); err != nil {
+			s.log.WithError(err).Error("cannot notify watchers")
+		}
 	}
 	t.cleanUp(false)
 	t.release()

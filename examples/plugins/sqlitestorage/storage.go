@@ -58,6 +58,10 @@ type Storage struct {
 
 	packing atomic.Bool
 	watch   *stack.Notifier
+	// announced is the last tid watchers were told about before an Empty:
+	// transactions committed again up to it are not announced twice.
+	// Guarded by commitLock.
+	announced stack.Tid
 }
 
 var (
