@@ -66,8 +66,12 @@ type conn struct {
 	// and writes out itself afterwards (flush), so a send wakes nobody.
 	writing, holding bool
 	outSignal        chan struct{} // hands the socket to the writer goroutine
-	closedOnce       sync.Once
-	reason           atomic.Pointer[string] // why the server closed it, if it did
+	// The writer goroutine starts at the first hand-off (an idle
+	// connection has none); writerDone is closed when it has ended.
+	writerStarted bool
+	writerDone    chan struct{}
+	closedOnce    sync.Once
+	reason        atomic.Pointer[string] // why the server closed it, if it did
 
 	// Registration state, set once by register on the reader goroutine,
 	// before the connection joins the mount's broadcast set and before any
@@ -167,7 +171,6 @@ func (c *conn) serve() {
 	c.srv.log.WithFields(logrus.Fields{eventlog.LoggerField: asyncioServerLogger, "peer": c.peer}).
 		Infof("received handshake '%c%s'", codec.Protocol(), zeoproto.ProtocolVersion)
 	c.codec = codec
-	c.srv.spawn(c.writeLoop)
 	for {
 		// When the next read waits for the client, what the calls
 		// answered so far goes out now, in one write. While requests are
@@ -256,7 +259,12 @@ func (c *conn) cleanup() {
 	c.iters.closeAll()
 	c.outMu.Lock()
 	c.out = nil
+	started := c.writerStarted
+	c.writerStarted = true // none starts from now on
 	c.outMu.Unlock()
+	if started {
+		<-c.writerDone
+	}
 	c.srv.forget(c)
 }
 
@@ -264,7 +272,8 @@ func (c *conn) cleanup() {
 // queue is empty, and then gives the socket up. Frames queued together go
 // out in one buffered write.
 func (c *conn) writeLoop() {
-	bw := bufio.NewWriterSize(c.nc, 64<<10)
+	bw := bufio.NewWriterSize(c.nc, 64<<10) // made at the first hand-off
+
 	for {
 		select {
 		case <-c.ctx.Done():
@@ -349,8 +358,24 @@ func (c *conn) flush(idle bool) {
 		c.outBytes += len(f.b)
 	}
 	c.out = append(rest, c.out...)
+	c.startWriterLocked()
 	c.outMu.Unlock()
 	c.outSignal <- struct{}{} // writing stays set: the writer owns the socket now
+}
+
+// startWriterLocked starts the writer goroutine unless it runs (or the
+// connection is being released); outMu is held. The reader waits for it
+// in cleanup, so the server's count of the reader covers it.
+func (c *conn) startWriterLocked() {
+	if c.writerStarted {
+		return
+	}
+	c.writerStarted = true
+	c.writerDone = make(chan struct{})
+	go func() {
+		defer close(c.writerDone)
+		c.writeLoop()
+	}()
 }
 
 // takeOut empties the queue and returns what it held; outMu is held.
@@ -491,6 +516,7 @@ func (c *conn) send(m zeoproto.Message) {
 	wake := !c.writing && !c.holding
 	if wake {
 		c.writing = true
+		c.startWriterLocked()
 	}
 	c.outMu.Unlock()
 	if c.ms != nil {
