@@ -16,7 +16,7 @@ import (
 // commits pipelined (parallel callers): go test -bench . ./plugins/host
 // reports each one's rate; the plugin's cost is the ratio.
 func BenchmarkLoads(b *testing.B) {
-	for _, where := range []string{"inprocess", "plugin"} {
+	for _, where := range []string{"inprocess", "plugin", "plugin-mtls"} {
 		b.Run(where, func(b *testing.B) {
 			s := benchStorage(b, where)
 			defer s.Close()
@@ -38,7 +38,7 @@ func BenchmarkLoads(b *testing.B) {
 }
 
 func BenchmarkCommits(b *testing.B) {
-	for _, where := range []string{"inprocess", "plugin"} {
+	for _, where := range []string{"inprocess", "plugin", "plugin-mtls"} {
 		b.Run(where, func(b *testing.B) {
 			s := benchStorage(b, where)
 			defer s.Close()
@@ -85,5 +85,5 @@ func benchStorage(b *testing.B, where string) stack.Storage {
 		}
 		return s
 	}
-	return open(b, fmt.Sprintf("<testmapping>\n  name %s\n</testmapping>\n", "bench"), quiet(), host.Options{})
+	return open(b, fmt.Sprintf("<testmapping>\n  name %s\n</testmapping>\n", "bench"), quiet(), host.Options{AutoMTLS: where == "plugin-mtls"})
 }

@@ -43,6 +43,11 @@ type Options struct {
 	// TempDir is where each node's blob cache is made (default: the
 	// system's temporary directory).
 	TempDir string
+	// AutoMTLS encrypts and authenticates the connection to each plugin
+	// process with go-plugin's automatic mutual TLS. It is off by default:
+	// the connection is a Unix socket in a directory only zeoraid's user
+	// can enter (mode 0700), and TLS would cost every call its encryption.
+	AutoMTLS bool
 }
 
 func (o Options) withDefaults() Options {
@@ -86,7 +91,7 @@ func Describe(path string, log logrus.FieldLogger) (*Description, error) {
 	if log == nil {
 		log = quietLog()
 	}
-	p, err := startProcess(path, log.WithField("plugin", filepath.Base(path)))
+	p, err := startProcess(path, log.WithField("plugin", filepath.Base(path)), false)
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +257,7 @@ func Check(path string, section *zconfig.Section, log logrus.FieldLogger) error 
 	if log == nil {
 		log = quietLog()
 	}
-	p, err := startProcess(path, log.WithField("plugin", filepath.Base(path)))
+	p, err := startProcess(path, log.WithField("plugin", filepath.Base(path)), false)
 	if err != nil {
 		return err
 	}

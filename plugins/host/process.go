@@ -47,8 +47,9 @@ type process struct {
 }
 
 // startProcess starts the plugin executable path, completes the handshake
-// and returns the client of its service. Its log lines go to log.
-func startProcess(path string, log logrus.FieldLogger) (*process, error) {
+// and returns the client of its service. Its log lines go to log. With
+// mtls, the connection uses go-plugin's automatic mutual TLS.
+func startProcess(path string, log logrus.FieldLogger, mtls bool) (*process, error) {
 	r := &procRunner{path: path, log: log, stderrDone: make(chan struct{}), exited: make(chan struct{})}
 	r.handshakeMajor.Store(-1)
 	stdout, stderr := lineLogger(log, "stdout"), lineLogger(log, "stderr")
@@ -57,6 +58,7 @@ func startProcess(path string, log logrus.FieldLogger) (*process, error) {
 		HandshakeConfig:  wire.Handshake,
 		VersionedPlugins: wire.Plugins(proto.Major, nil),
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
+		AutoMTLS:         mtls,
 		RunnerFunc: func(_ hclog.Logger, cmd *exec.Cmd, _ string) (runner.Runner, error) {
 			return r, r.prepare(cmd)
 		},

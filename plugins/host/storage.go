@@ -123,7 +123,7 @@ func Open(ctx context.Context, path string, n *stack.Node, section *zconfig.Sect
 // connect starts a process, opens the section in it and starts its event
 // stream, returning the plugin's answer to the open and the stream's at0.
 func (s *Storage) connect(ctx context.Context) (*conn, *proto.OpenResponse, stack.Tid, error) {
-	p, err := startProcess(s.path, s.log)
+	p, err := startProcess(s.path, s.log, s.opts.AutoMTLS)
 	if err != nil {
 		return nil, nil, 0, err
 	}

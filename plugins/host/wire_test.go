@@ -229,3 +229,15 @@ func sampleHeap(t testing.TB) func() int64 {
 		return peak.Load()
 	}
 }
+
+// With AutoMTLS the connection to the plugin is mutual TLS; calls work
+// the same.
+func TestAutoMTLS(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, "<testmapping>\n</testmapping>\n", nil, host.Options{AutoMTLS: true})
+	defer s.Close()
+	tid := commit(t, s, 1, 0, "over TLS")
+	if rev, err := s.LoadBefore(ctx, 1, stack.MaxTid); err != nil || string(rev.Data) != "over TLS" || rev.Serial != tid {
+		t.Fatalf("load: %+v %v", rev, err)
+	}
+}
