@@ -372,16 +372,38 @@ func (t *Txn) currentSerial(ctx context.Context, oid stack.Oid) (stack.Tid, erro
 	return tid, nil
 }
 
+// sendBatch is how many bytes of data send writes at most with one
+// write: the stores go out in few system calls, not one each.
+const sendBatch = 1 << 20
+
 // send writes the buffered operations to the server.
 func (t *Txn) send(ctx context.Context) error {
 	c := t.ss.c
+	var batch []zeoproto.Message
+	size := 0
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := c.CallAsyncs(ctx, batch...)
+		batch, size = batch[:0], 0
+		return err
+	}
+	queue := func(name string, args ...any) error {
+		batch = append(batch, zeoproto.NewAsync(name, args...))
+		if size += 64; size >= sendBatch {
+			return flush()
+		}
+		return nil
+	}
 	for _, op := range t.ops {
 		var err error
 		switch op.kind {
 		case opStore:
-			err = c.CallAsync(ctx, "storea", op.oid, op.serial, op.data, t.id)
+			size += len(op.data)
+			err = queue("storea", op.oid, op.serial, op.data, t.id)
 		case opDelete:
-			err = c.CallAsync(ctx, "deleteObject", op.oid, op.serial, t.id)
+			err = queue("deleteObject", op.oid, op.serial, t.id)
 		case opRestore:
 			var d, prev any
 			if op.data != nil {
@@ -390,13 +412,16 @@ func (t *Txn) send(ctx context.Context) error {
 			if op.prev != 0 {
 				prev = op.prev
 			}
-			err = c.CallAsync(ctx, "restorea", op.oid, op.serial, d, prev, t.id)
+			size += len(op.data)
+			err = queue("restorea", op.oid, op.serial, d, prev, t.id)
 		case opCheck:
-			err = c.CallAsync(ctx, "checkCurrentSerialInTransaction", op.oid, op.serial, t.id)
+			err = queue("checkCurrentSerialInTransaction", op.oid, op.serial, t.id)
 		case opUndo:
-			err = c.CallAsync(ctx, "undoa", op.undoID, t.id)
+			err = queue("undoa", op.undoID, t.id)
 		case opBlob:
-			err = t.sendBlob(ctx, op)
+			if err = flush(); err == nil {
+				err = t.sendBlob(ctx, op)
+			}
 		}
 		if err != nil {
 			return err
@@ -412,7 +437,7 @@ func (t *Txn) send(ctx context.Context) error {
 			t.blobs = append(t.blobs, pendingBlob{oid: op.oid, path: op.blob})
 		}
 	}
-	return nil
+	return flush()
 }
 
 // sendBlob uploads one blob store.

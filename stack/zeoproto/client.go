@@ -332,6 +332,30 @@ func (c *Client) CallAsync(ctx context.Context, name string, args ...any) error 
 	return c.send(ctx, NewAsync(name, args...))
 }
 
+// CallAsyncs sends several asynchronous calls (NewAsync messages) with
+// one write, in order, as CallAsync sends each.
+func (c *Client) CallAsyncs(ctx context.Context, calls ...Message) error {
+	payloads := make([][]byte, len(calls))
+	for i, m := range calls {
+		p, err := c.codec.Encode(m)
+		if err != nil {
+			return fmt.Errorf("zeo %s: %s: %w", c.addr, m.Name, err)
+		}
+		payloads[i] = p
+	}
+	if err := c.Err(); err != nil {
+		return err
+	}
+	if err := c.w.WriteFramesContext(ctx, payloads...); err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil && err == ctxErr {
+			return fmt.Errorf("zeo %s: %w", c.addr, err)
+		}
+		c.fail(err)
+		return c.Err()
+	}
+	return nil
+}
+
 // Register binds the connection to a storage (the first call on every
 // connection) and returns the storage's last tid. A read-only server
 // answers a writable registration with stack.ErrReadOnly; the caller may

@@ -155,7 +155,28 @@ func (f *FrameWriter) WriteFrameContext(ctx context.Context, payload []byte) err
 	if uint64(len(payload)) > 1<<32-1 {
 		return fmt.Errorf("frame of %d bytes is too large for the 32-bit length", len(payload))
 	}
-	buf := AppendFrame(make([]byte, 0, 4+len(payload)), payload)
+	return f.writeContext(ctx, AppendFrame(make([]byte, 0, 4+len(payload)), payload))
+}
+
+// WriteFramesContext is WriteFrameContext for several frames written
+// with one write (one system call for the stores of a transaction).
+func (f *FrameWriter) WriteFramesContext(ctx context.Context, payloads ...[]byte) error {
+	n := 0
+	for _, p := range payloads {
+		if uint64(len(p)) > 1<<32-1 {
+			return fmt.Errorf("frame of %d bytes is too large for the 32-bit length", len(p))
+		}
+		n += 4 + len(p)
+	}
+	buf := make([]byte, 0, n)
+	for _, p := range payloads {
+		buf = AppendFrame(buf, p)
+	}
+	return f.writeContext(ctx, buf)
+}
+
+// writeContext writes buf, whole frames, as WriteFrameContext describes.
+func (f *FrameWriter) writeContext(ctx context.Context, buf []byte) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := ctx.Err(); err != nil {
