@@ -46,7 +46,7 @@ func (t slowTxn) Restore(ctx context.Context, oid stack.Oid, data []byte, prevTx
 // finishes, with identical histories.
 func TestRecoveryConvergesWithSlowTarget(t *testing.T) {
 	src := mapping()
-	target := slowTarget{mapping(), 200 * time.Microsecond}
+	target := slowTarget{mapping(), time.Millisecond}
 	preload(t, 200, src)
 	r, _ := newRAID(t, opts(), src, target)
 	ctx := ctxT(t)
@@ -54,15 +54,19 @@ func TestRecoveryConvergesWithSlowTarget(t *testing.T) {
 	var wg sync.WaitGroup
 	var commits atomic.Int64
 	var slowest atomic.Int64 // nanoseconds
+	// Each writer commits at most every 2 ms: together about five times
+	// what the target restores.
 	for w := range 4 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			pace := time.NewTicker(2 * time.Millisecond)
+			defer pace.Stop()
 			for {
 				select {
 				case <-stop:
 					return
-				default:
+				case <-pace.C:
 				}
 				began := time.Now()
 				if _, err := tryCommit(ctx, r, stack.TxnMeta{}, "w", stack.Oid(100+w)); err != nil {
@@ -76,8 +80,6 @@ func TestRecoveryConvergesWithSlowTarget(t *testing.T) {
 			}
 		}()
 	}
-	// Unthrottled, the writers commit several times faster than the
-	// target restores.
 	for commits.Load() < 500 {
 		time.Sleep(time.Millisecond)
 	}

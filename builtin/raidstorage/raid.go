@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -483,16 +484,21 @@ func (r *Storage) initOids(ctx context.Context) {
 	}
 }
 
-// parallel runs f for every child of cs on its own goroutine and waits.
+// parallel runs f for every child of cs, the first on the calling
+// goroutine and each other on its own, and waits.
 func (r *Storage) parallel(cs []*child, f func(i int, c *child)) {
+	if len(cs) == 0 {
+		return
+	}
 	var wg sync.WaitGroup
-	for i, c := range cs {
+	for i, c := range cs[1:] {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			f(i, c)
+			f(i+1, c)
 		}()
 	}
+	f(0, cs[0])
 	wg.Wait()
 }
 
@@ -633,6 +639,10 @@ func (r *Storage) writableLocked() error {
 func (r *Storage) usable(op string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.usableLocked(op)
+}
+
+func (r *Storage) usableLocked(op string) error {
 	if r.closed {
 		return stack.ErrClosed
 	}
@@ -642,11 +652,13 @@ func (r *Storage) usable(op string) error {
 	return nil
 }
 
-// pick chooses an optimal child not in tried by read-distribution.
-func (r *Storage) pick(tried map[*child]bool) *child {
-	var cand []*child
-	for _, c := range r.optimal() {
-		if !tried[c] {
+// pickLocked chooses an optimal child not in tried by
+// read-distribution.
+func (r *Storage) pickLocked(tried []*child) *child {
+	var buf [4]*child
+	cand := buf[:0]
+	for _, c := range r.children {
+		if c.state == Optimal && !slices.Contains(tried, c) {
 			cand = append(cand, c)
 		}
 	}
@@ -671,21 +683,23 @@ func (r *Storage) pick(tried map[*child]bool) *child {
 // read runs f on one optimal child; on a failure it degrades that child
 // and runs f again on another, until one answers or none is left.
 func (r *Storage) read(ctx context.Context, op string, f func(ctx context.Context, c *child) error) error {
-	if err := r.usable(op); err != nil {
-		return err
-	}
-	tried := map[*child]bool{}
+	var tried []*child
 	for {
-		c := r.pick(tried)
+		r.mu.Lock()
+		if err := r.usableLocked(op); err != nil {
+			r.mu.Unlock()
+			return err
+		}
+		c := r.pickLocked(tried)
 		if c == nil {
+			r.mu.Unlock()
 			return &stack.OpError{Node: r.path, Op: op, Err: errNoChild}
 		}
-		tried[c] = true
-		cctx, cancel := r.callCtx(ctx)
-		begin := time.Now()
-		r.mu.Lock()
 		c.calls++
 		r.mu.Unlock()
+		tried = append(tried, c)
+		cctx, cancel := r.callCtx(ctx)
+		begin := time.Now()
 		err := f(cctx, c)
 		r.mu.Lock()
 		if c.calls--; c.calls == 0 && c.idle != nil {

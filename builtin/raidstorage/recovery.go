@@ -77,7 +77,6 @@ type recovery struct {
 	sampleAt      time.Time
 	sampleCopied  int64
 	sampleCommits int64
-	sampleLag     float64
 	copyRate      float64 // transactions per second
 	commitRate    float64
 	delay         time.Duration
@@ -454,8 +453,9 @@ func (r *Storage) progress(rec *recovery, tid stack.Tid, size int64, log logrus.
 	}
 	rec.copyRate = float64(rec.copied-rec.sampleCopied) / dt
 	rec.commitRate = float64(r.commits-rec.sampleCommits) / dt
-	lag := r.last.Seconds() - tid.Seconds()
-	shrinking := lag < rec.sampleLag
+	// The lag, in transactions, shrinks when more were copied than
+	// committed over the interval.
+	shrinking := rec.copied-rec.sampleCopied > r.commits-rec.sampleCommits
 	switch {
 	case rec.phase == PhaseCopy && !shrinking && rec.copyRate < r.options().RecoveryRate*rec.commitRate:
 		// Commit at most copyRate/recoveryRate times a second.
@@ -467,7 +467,7 @@ func (r *Storage) progress(rec *recovery, tid stack.Tid, size int64, log logrus.
 	case shrinking:
 		rec.delay /= 2
 	}
-	rec.sampleAt, rec.sampleCopied, rec.sampleCommits, rec.sampleLag = now, rec.copied, r.commits, lag
+	rec.sampleAt, rec.sampleCopied, rec.sampleCommits = now, rec.copied, r.commits
 }
 
 // fraction estimates how far the recovery is, 0..1, from the tids: where
