@@ -319,7 +319,7 @@ func (c *conn) loadBefore(id any, a zeoproto.Args) error {
 	if err != nil {
 		return err
 	}
-	c.ms.count(func(s *stats) { s.loads++ })
+	c.ms.loads.Add(1)
 	c.ms.vis.RLock()
 	defer c.ms.vis.RUnlock()
 	rev, err := c.storage().LoadBefore(c.ctx, oid, before)

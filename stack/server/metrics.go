@@ -152,6 +152,7 @@ func (sc *serverCollector) Collect(ch chan<- prometheus.Metric) {
 		name := ms.mount.Name()
 		ms.mu.Lock()
 		st := ms.stats
+		st.loads = ms.loads.Load()
 		clients, queue, last := len(ms.conns), len(ms.queue), ms.lastTid
 		ms.mu.Unlock()
 		counter := func(d *prometheus.Desc, v int64) {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -40,6 +41,10 @@ type mountState struct {
 	finisher *finishing   // the commit being finished, if any
 	stats    stats
 	metrics  *mountMetrics
+
+	// loads counts loadBefore calls for stats.loads without taking mu,
+	// which every connection's loads would otherwise contend for.
+	loads atomic.Int64
 
 	events chan stack.Event
 	done   chan struct{}

@@ -377,6 +377,7 @@ func (s *Server) extensionMethods(st stack.Storage) zeoproto.Dict {
 func (ms *mountState) status() zeoproto.Dict {
 	ms.mu.Lock()
 	st := ms.stats
+	st.loads = ms.loads.Load()
 	conns := len(ms.conns)
 	last := ms.lastTid
 	ms.mu.Unlock()
