@@ -197,6 +197,7 @@ func (c *conn) serve() {
 		}
 		if err := c.dispatch(m); err != nil {
 			c.log().WithError(err).WithField("method", m.Name).Warn(c.labelled("closing connection"))
+			c.flush(true) // the answers to the calls before it still go out
 			return
 		}
 	}
