@@ -247,6 +247,7 @@ func (r *reporter) start(ctx context.Context, which, section string) (*Server, s
 // serverFigures are the request-path measurements of one server.
 type serverFigures struct {
 	serial, pipelined Phase
+	paced             Phase // 2 connections pausing between requests
 	res               Result // commits (load too), through zeoproto.Client
 	pyLoad, pyCommit  Phase
 }
@@ -269,6 +270,10 @@ func (r *reporter) measureServer(ctx context.Context, s *Server, dir string, pyt
 	r.progress("  serial loads: %d, p50 %v, server CPU %v/op", f.serial.Ops, f.serial.P50, f.serial.CPUPerOp())
 	lo.Conns, lo.Depth = 8, 16
 	if f.pipelined, err = RawLoads(ctx, lo, "pipelined", r.o.Duration); err != nil {
+		return f, err
+	}
+	lo.Conns, lo.Depth, lo.Pace = 2, 1, pace
+	if f.paced, err = RawLoads(ctx, lo, "paced", r.o.Duration); err != nil {
 		return f, err
 	}
 	r.progress("  pipelined loads: %.0f/s, server CPU %v/op", f.pipelined.PerSecond(), f.pipelined.CPUPerOp())
@@ -296,23 +301,32 @@ func (r *reporter) floor(ctx context.Context) error {
 	}
 	r.progress("  echo server at %s", echo.Addr)
 	lo := LoadOptions{Addr: echo.Addr, Conns: 1, Depth: 1, Pid: echo.Pid()}
-	eSerial, err := RawLoads(ctx, lo, "serial", r.o.Duration)
+	var echoF serverFigures
+	echoF.serial, err = RawLoads(ctx, lo, "serial", r.o.Duration)
 	if err == nil {
 		lo.Conns, lo.Depth = 8, 16
-		var ePipe Phase
-		ePipe, err = RawLoads(ctx, lo, "pipelined", r.o.Duration)
-		echo.Stop()
-		if err != nil {
-			return err
-		}
-		r.progress("  echo: serial p50 %v, CPU %v/op; pipelined %.0f/s", eSerial.P50, eSerial.CPUPerOp(), ePipe.PerSecond())
-		return r.floorServers(ctx, eSerial, ePipe)
+		echoF.pipelined, err = RawLoads(ctx, lo, "pipelined", r.o.Duration)
+	}
+	if err == nil {
+		lo.Conns, lo.Depth, lo.Pace = 2, 1, pace
+		echoF.paced, err = RawLoads(ctx, lo, "paced", r.o.Duration)
 	}
 	echo.Stop()
-	return err
+	if err != nil {
+		return err
+	}
+	r.progress("  echo: serial p50 %v, CPU %v/op; pipelined %.0f/s; paced CPU %v/op",
+		echoF.serial.P50, echoF.serial.CPUPerOp(), echoF.pipelined.PerSecond(), echoF.paced.CPUPerOp())
+	return r.floorServers(ctx, echoF)
 }
 
-func (r *reporter) floorServers(ctx context.Context, eSerial, ePipe Phase) error {
+// pace is the pause of the paced loads: about what a Python client
+// spends between two cache misses, so that the server sleeps and is
+// woken for every request.
+const pace = 300 * time.Microsecond
+
+func (r *reporter) floorServers(ctx context.Context, echoF serverFigures) error {
+	eSerial, ePipe := echoF.serial, echoF.pipelined
 	zs, zdir, err := r.start(ctx, "zeoraid", r.kindSection())
 	if err != nil {
 		return err
@@ -340,8 +354,12 @@ func (r *reporter) floorServers(ctx context.Context, eSerial, ePipe Phase) error
 		Value: zf.pipelined.PerSecond(), RefName: "echo", Ref: ePipe.PerSecond(), Goal: 0.5})
 	r.add(Row{Section: sec, Figure: "server CPU per load, pipelined", Unit: "us",
 		Value: us(zf.pipelined.CPUPerOp()), RefName: "echo", Ref: us(ePipe.CPUPerOp()), AtMost: true})
+	r.add(Row{Section: sec, Figure: "server CPU per load, 2 connections pausing 300µs", Unit: "us",
+		Value: us(zf.paced.CPUPerOp()), RefName: "echo", Ref: us(echoF.paced.CPUPerOp()), AtMost: true})
 	r.add(Row{Section: sec, Figure: "server CPU per load, 1 connection, 1 outstanding", Unit: "us",
 		Value: us(zf.serial.CPUPerOp()), RefName: "runzeo", Ref: us(pf.serial.CPUPerOp()), AtMost: true})
+	r.add(Row{Section: sec, Figure: "server CPU per load, 2 connections pausing 300µs", Unit: "us",
+		Value: us(zf.paced.CPUPerOp()), RefName: "runzeo", Ref: us(pf.paced.CPUPerOp()), AtMost: true})
 	r.add(Row{Section: sec, Figure: "serial load p50", Unit: "us",
 		Value: us(zf.serial.P50), RefName: "runzeo", Ref: us(pf.serial.P50), AtMost: true})
 	r.add(Row{Section: sec, Figure: "pipelined loads/s, 8 connections x 16 outstanding", Unit: "op/s",
