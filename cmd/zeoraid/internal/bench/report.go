@@ -247,7 +247,7 @@ func (r *reporter) start(ctx context.Context, which, section string) (*Server, s
 // serverFigures are the request-path measurements of one server.
 type serverFigures struct {
 	serial, pipelined Phase
-	paced             Phase // 2 connections pausing between requests
+	paced             Phase  // 2 connections pausing between requests
 	res               Result // commits (load too), through zeoproto.Client
 	pyLoad, pyCommit  Phase
 }
