@@ -192,4 +192,3 @@ func TestRAIDCommitRatios(t *testing.T) {
 		small[3]/small[2], large[3]/large[2], loads[3]/loads[2])
 	t.Logf("mirrored commits and loads, 4 connections per server, %d turns of %s each, interleaved:\n%s", rounds, slice, report.String())
 }
-
