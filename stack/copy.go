@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/zeoraid/zeoraid/zconfig"
@@ -122,28 +123,95 @@ func RestoreTransactions(ctx context.Context, src, dst Storage, trs []TxnRecord,
 	if isBulk {
 		begin = bulk.BeginBulk
 	}
-	var size int64
-	done := 0
-	var err error
-	// Each transaction is written whole: ctx ends the bulk between two.
-	wctx := context.WithoutCancel(ctx)
-	for _, tr := range trs {
-		if err = ctx.Err(); err != nil {
-			break
-		}
-		var n int64
-		if n, err = restoreOne(wctx, src, dst, tr, bound, begin); err != nil {
-			break
-		}
-		size += n
-		done++
-	}
+	done, size, err := restoreRun(ctx, src, dst, trs, bound, begin)
 	if isBulk && done > 0 {
 		if serr := bound.call(context.WithoutCancel(ctx), bulk.SyncBulk); serr != nil {
 			return 0, 0, errors.Join(err, fmt.Errorf("sync after %s: %w", trs[done-1].Tid, serr))
 		}
 	}
 	return done, size, err
+}
+
+// restoreRun restores trs one after the other, each begun by begin, and
+// returns how many it wrote, their data bytes, and the error that
+// stopped it (ctx's between two transactions).
+func restoreRun(ctx context.Context, src, dst Storage, trs []TxnRecord, bound CallBound, begin func(context.Context, TxnMeta) (Txn, error)) (int, int64, error) {
+	var size int64
+	// Each transaction is written whole: ctx ends the run between two.
+	wctx := context.WithoutCancel(ctx)
+	for i, tr := range trs {
+		if err := ctx.Err(); err != nil {
+			return i, size, err
+		}
+		n, err := restoreOne(wctx, src, dst, tr, bound, begin)
+		if err != nil {
+			return i, size, err
+		}
+		size += n
+	}
+	return len(trs), size, nil
+}
+
+// BulkWriter writes batches of consecutive source transactions to dst as
+// RestoreTransactions does, except that a BulkRestorer's SyncBulk of one
+// batch runs while the next batch is written: the disk writes back one
+// bulk while the next is copied. A BulkWriter is used by one goroutine;
+// Flush it before dropping it.
+type BulkWriter struct {
+	src, dst Storage
+	bound    CallBound
+	bulk     BulkRestorer // nil when dst is none
+	syncing  []TxnRecord  // written, being synced
+	synced   chan error
+}
+
+// NewBulkWriter returns a BulkWriter from src into dst.
+func NewBulkWriter(src, dst Storage, bound CallBound) *BulkWriter {
+	w := &BulkWriter{src: src, dst: dst, bound: bound}
+	if b, ok := AsBulkRestorer(dst); ok {
+		w.bulk = b
+	}
+	return w
+}
+
+// Write writes batch and returns the transactions that are durable now,
+// in order: those of the previous batch, whose sync ran meanwhile (of
+// this batch, for a destination that is no BulkRestorer, or when a write
+// failed), and the first error. After an error, Flush and drop it.
+func (w *BulkWriter) Write(ctx context.Context, batch []TxnRecord) ([]TxnRecord, error) {
+	if w.bulk == nil {
+		n, _, err := RestoreTransactions(ctx, w.src, w.dst, batch, w.bound)
+		return batch[:n], err
+	}
+	n, _, err := restoreRun(ctx, w.src, w.dst, batch, w.bound, w.bulk.BeginBulk)
+	durable, serr := w.Flush()
+	if serr != nil {
+		return nil, errors.Join(err, serr)
+	}
+	if n > 0 {
+		w.syncing, w.synced = batch[:n], make(chan error, 1)
+		go func() { w.synced <- w.bound.call(context.Background(), w.bulk.SyncBulk) }()
+	}
+	if err != nil {
+		more, serr := w.Flush()
+		return append(durable, more...), errors.Join(err, serr)
+	}
+	return durable, nil
+}
+
+// Flush waits for the sync in progress, if any, and returns the
+// transactions it made durable.
+func (w *BulkWriter) Flush() ([]TxnRecord, error) {
+	if w.synced == nil {
+		return nil, nil
+	}
+	err := <-w.synced
+	trs := w.syncing
+	w.syncing, w.synced = nil, nil
+	if err != nil {
+		return nil, fmt.Errorf("sync after %s: %w", trs[len(trs)-1].Tid, err)
+	}
+	return trs, nil
 }
 
 // restoreOne is RestoreTransaction with the destination's transaction
@@ -169,6 +237,24 @@ func restoreOne(ctx context.Context, src, dst Storage, tr TxnRecord, bound CallB
 	}
 	srcBlobs, blobs := AsBlobber(src)
 	var size int64
+	// Consecutive records without a blob are restored as one call: a
+	// restore only adds a record to the destination's transaction.
+	var run []DataRecord
+	flush := func() error {
+		if len(run) == 0 {
+			return nil
+		}
+		err := bound.call(ctx, func(ctx context.Context) error {
+			for _, d := range run {
+				if err := rt.Restore(ctx, d.Oid, d.Data, d.DataTxn); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		run = run[:0]
+		return err
+	}
 	for _, d := range tr.Records {
 		size += int64(len(d.Data))
 		blob := ""
@@ -181,26 +267,31 @@ func restoreOne(ctx context.Context, src, dst Storage, tr TxnRecord, bound CallB
 				return fail("loadBlob", wrapSource(err))
 			}
 		}
-		var err error
-		if blob != "" {
-			bt, ok := txn.(BlobTxn)
-			db, dok := AsBlobber(dst)
-			if !ok || !dok {
-				return fail("restoreBlob", fmt.Errorf("the destination cannot store blobs: %w", ErrNotSupported))
-			}
-			staged, serr := StageBlob(blob, db)
-			if serr != nil {
-				return fail("restoreBlob", serr)
-			}
-			err = bound.call(ctx, func(ctx context.Context) error {
-				return bt.RestoreBlob(ctx, d.Oid, d.Data, staged, d.DataTxn)
-			})
-		} else {
-			err = bound.call(ctx, func(ctx context.Context) error { return rt.Restore(ctx, d.Oid, d.Data, d.DataTxn) })
+		if blob == "" {
+			run = append(run, d)
+			continue
 		}
-		if err != nil {
+		if err := flush(); err != nil {
 			return fail("restore", err)
 		}
+		bt, ok := txn.(BlobTxn)
+		db, dok := AsBlobber(dst)
+		if !ok || !dok {
+			return fail("restoreBlob", fmt.Errorf("the destination cannot store blobs: %w", ErrNotSupported))
+		}
+		staged, serr := StageBlob(blob, db)
+		if serr != nil {
+			return fail("restoreBlob", serr)
+		}
+		err := bound.call(ctx, func(ctx context.Context) error {
+			return bt.RestoreBlob(ctx, d.Oid, d.Data, staged, d.DataTxn)
+		})
+		if err != nil {
+			return fail("restoreBlob", err)
+		}
+	}
+	if err := flush(); err != nil {
+		return fail("restore", err)
 	}
 	if err := bound.call(ctx, func(ctx context.Context) error { _, err := txn.Vote(ctx); return err }); err != nil {
 		return fail("tpc_vote", err)
@@ -222,8 +313,9 @@ type CopyOptions struct {
 	// Bound derives each call's context (nil: no per-call timeout).
 	Bound CallBound
 	// ReadAhead is how many source transactions are read ahead while the
-	// destination writes; 0 means 64. A destination that is a
-	// BulkRestorer takes those read ahead in one bulk (BulkBytes).
+	// destination writes, at most (and at most 2*BulkBytes of data); 0
+	// means 4096. A destination that is a BulkRestorer takes those read
+	// ahead in one bulk of up to BulkBytes.
 	ReadAhead int
 	// Progress, if not nil, is called after every copied transaction.
 	Progress func(CopyProgress)
@@ -248,8 +340,7 @@ const BulkBytes = 16 << 20
 // transactions: the transaction being written is finished first (each
 // call still bounded by opts.Bound), so dst always ends at a whole
 // transaction of src, and Copy returns ctx's error with what was copied.
-func Copy(ctx context.Context, src, dst Storage, opts CopyOptions) (CopyProgress, error) {
-	var done CopyProgress
+func Copy(ctx context.Context, src, dst Storage, opts CopyOptions) (done CopyProgress, rerr error) {
 	it, ok := AsIterator(src)
 	if !ok {
 		return done, fmt.Errorf("copy: the source cannot be iterated: %w", ErrNotSupported)
@@ -259,7 +350,7 @@ func Copy(ctx context.Context, src, dst Storage, opts CopyOptions) (CopyProgress
 	}
 	ahead := opts.ReadAhead
 	if ahead <= 0 {
-		ahead = 64
+		ahead = 4096
 	}
 	ti, err := it.Iterate(ctx, opts.Start, 0)
 	if err != nil {
@@ -267,6 +358,23 @@ func Copy(ctx context.Context, src, dst Storage, opts CopyOptions) (CopyProgress
 	}
 	ra := StartReadAhead(ctx, ti, ahead, opts.Bound)
 	defer ra.Close()
+	bw := NewBulkWriter(src, dst, opts.Bound)
+	count := func(trs []TxnRecord) {
+		for _, tr := range trs {
+			done.Tid, done.Transactions, done.Bytes = tr.Tid, done.Transactions+1, done.Bytes+int64(recordBytes(tr))
+			if opts.Progress != nil {
+				opts.Progress(done)
+			}
+		}
+	}
+	// Whatever way Copy returns, the last batch is synced and counted.
+	defer func() {
+		durable, err := bw.Flush()
+		count(durable)
+		if err != nil && rerr == nil {
+			rerr = err
+		}
+	}()
 	for {
 		if err := ctx.Err(); err != nil {
 			return done, err
@@ -281,13 +389,8 @@ func Copy(ctx context.Context, src, dst Storage, opts CopyOptions) (CopyProgress
 		if len(batch) == 0 {
 			return done, ctx.Err()
 		}
-		n, _, err := RestoreTransactions(ctx, src, dst, batch, opts.Bound)
-		for _, tr := range batch[:n] {
-			done.Tid, done.Transactions, done.Bytes = tr.Tid, done.Transactions+1, done.Bytes+int64(recordBytes(tr))
-			if opts.Progress != nil {
-				opts.Progress(done)
-			}
-		}
+		durable, err := bw.Write(ctx, batch)
+		count(durable)
 		if err != nil {
 			return done, err
 		}
@@ -301,6 +404,12 @@ type ReadAhead struct {
 	ch     chan fetched
 	cancel context.CancelFunc
 	err    error // the source's, once its transactions before it were handed out
+
+	// Data bytes read but not yet handed out, at most 2*BulkBytes (one
+	// bulk being written, one being read) besides one transaction.
+	mu      sync.Mutex
+	room    *sync.Cond
+	pending int
 }
 
 // fetched is one source transaction read ahead, or the source's error.
@@ -314,9 +423,16 @@ type fetched struct {
 func StartReadAhead(ctx context.Context, ti TxnIterator, ahead int, bound CallBound) *ReadAhead {
 	rctx, cancel := context.WithCancel(ctx)
 	ra := &ReadAhead{ch: make(chan fetched, ahead), cancel: cancel}
+	ra.room = sync.NewCond(&ra.mu)
+	stop := context.AfterFunc(rctx, func() {
+		ra.mu.Lock()
+		ra.room.Broadcast()
+		ra.mu.Unlock()
+	})
 	go func() {
 		defer close(ra.ch)
 		defer ti.Close()
+		defer stop()
 		for {
 			var rec TxnRecord
 			var ok bool
@@ -324,6 +440,13 @@ func StartReadAhead(ctx context.Context, ti TxnIterator, ahead int, bound CallBo
 			if err == nil && !ok {
 				return
 			}
+			n := recordBytes(rec)
+			ra.mu.Lock()
+			for ra.pending > 0 && ra.pending+n > 2*BulkBytes && rctx.Err() == nil {
+				ra.room.Wait()
+			}
+			ra.pending += n
+			ra.mu.Unlock()
 			select {
 			case ra.ch <- fetched{rec, err}:
 			case <-rctx.Done():
@@ -352,8 +475,13 @@ func (ra *ReadAhead) Batch(ctx context.Context) ([]TxnRecord, error) {
 			ra.err = f.err
 			return
 		}
+		n := recordBytes(f.rec)
 		batch = append(batch, f.rec)
-		size += recordBytes(f.rec)
+		size += n
+		ra.mu.Lock()
+		ra.pending -= n
+		ra.room.Signal()
+		ra.mu.Unlock()
 	}
 	select {
 	case f, ok := <-ra.ch:

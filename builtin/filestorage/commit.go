@@ -94,7 +94,9 @@ func (s *Storage) Begin(ctx context.Context, meta stack.TxnMeta) (_ stack.Txn, e
 		s: s, meta: meta, tid: tid, status: status, tpos: pos,
 		thl:    int64(txnHeaderLen + len(meta.User) + len(meta.Description) + len(meta.Extension)),
 		tindex: map[stack.Oid]int64{},
+		body:   s.spareBody[:0],
 	}
+	s.spareBody = nil
 	return t, nil
 }
 
@@ -240,10 +242,11 @@ func (t *txn) Restore(ctx context.Context, oid stack.Oid, data []byte, prevTxn s
 	if data != nil && len(data) == 0 {
 		return fmt.Errorf("oid %s: %w", oid, stack.ErrEmptyData)
 	}
-	prev, _, _, err := t.current(oid)
-	if err != nil {
-		return err
-	}
+	// Without a conflict check only the previous record's position is
+	// needed: the index has it, no read of its header.
+	t.s.mu.RLock()
+	prev, _ := t.s.ix.get(oid)
+	t.s.mu.RUnlock()
 	var back int64
 	if prevTxn != 0 {
 		if back, err = t.s.dataFind(prevTxn, oid, data); err != nil {
@@ -327,10 +330,11 @@ func (t *txn) Vote(ctx context.Context) (_ []stack.Oid, err error) {
 		return nil, stack.ErrClosed
 	}
 	tlen := t.thl + int64(len(t.body))
-	rec := make([]byte, 0, tlen+trailerLen)
+	rec := s.spareRec[:0]
 	rec = appendTxnHeader(rec, t.tid, tlen, statusCheckpoint, t.meta.User, t.meta.Description, t.meta.Extension)
 	rec = append(rec, t.body...)
 	rec = appendUint64(rec, uint64(tlen))
+	s.spareRec = keepSpare(rec)
 	if _, err := s.f.WriteAt(rec, t.tpos); err != nil {
 		s.truncateTo(t.tpos)
 		return nil, fmt.Errorf("%s: write transaction at %d: %w", s.path, t.tpos, err)
@@ -410,8 +414,22 @@ func (t *txn) Finish(ctx context.Context) (_ stack.Tid, err error) {
 func (t *txn) release() {
 	if !t.done {
 		t.done = true
+		t.s.spareBody = keepSpare(t.body)
+		t.body = nil
 		<-t.s.commitLock
 	}
+}
+
+// maxSpare bounds the buffers a Storage keeps for its next transaction.
+const maxSpare = 32 << 20
+
+// keepSpare returns b emptied for reuse, or nil when it is too large to
+// keep.
+func keepSpare(b []byte) []byte {
+	if cap(b) > maxSpare {
+		return nil
+	}
+	return b[:0]
 }
 
 // Abort is tpc_abort: cut a voted transaction off the file, remove its

@@ -22,7 +22,39 @@ func (s *Storage) Iterate(ctx context.Context, start, stop stack.Tid) (_ stack.T
 	if err != nil {
 		return nil, err
 	}
-	return &txnIter{node: s.node, f: f, rd: reader{r: f, path: s.path}, pos: int64(len(magicFS30)), end: end, start: start, stop: stop}, nil
+	return &txnIter{node: s.node, f: f, rd: reader{r: &windowReader{f: f}, path: s.path}, pos: int64(len(magicFS30)), end: end, start: start, stop: stop}, nil
+}
+
+// iterWindow is how much of the file an iterator reads at once.
+const iterWindow = 1 << 20
+
+// windowReader is an iterator's io.ReaderAt: it reads the file forward
+// iterWindow bytes at a time and answers the small reads of headers,
+// metadata and records from that window, instead of one system call
+// each. A read before the window (a backpointer) or larger than half of
+// it goes to the file directly. It is used by one goroutine.
+type windowReader struct {
+	f   *os.File
+	buf []byte
+	off int64 // file position of buf[0]
+}
+
+func (w *windowReader) ReadAt(p []byte, pos int64) (int, error) {
+	if pos >= w.off && pos+int64(len(p)) <= w.off+int64(len(w.buf)) {
+		return copy(p, w.buf[pos-w.off:]), nil
+	}
+	if pos < w.off || len(p) > iterWindow/2 {
+		return w.f.ReadAt(p, pos)
+	}
+	if cap(w.buf) < iterWindow {
+		w.buf = make([]byte, iterWindow)
+	}
+	n, err := w.f.ReadAt(w.buf[:iterWindow], pos)
+	w.buf, w.off = w.buf[:n], pos
+	if n >= len(p) {
+		return copy(p, w.buf), nil
+	}
+	return copy(p, w.buf), err
 }
 
 type txnIter struct {

@@ -32,6 +32,10 @@ type Storage struct {
 	blobs    *blobdir.Dir // nil without blob-dir
 
 	commitLock chan struct{} // held from Begin to Finish/Abort, and by pack's last phase
+	// spareBody and spareRec are the buffers of the last transaction,
+	// reused by the next (guarded by commitLock): a recovery restoring
+	// thousands of transactions does not allocate and clear each anew.
+	spareBody, spareRec []byte
 	done       chan struct{} // closed by Close: wakes Begin waiting for the commit lock
 	// ioMu is held shared by every write to the file (vote, finish, abort)
 	// and exclusively by Close, so Close never cuts a transaction whose

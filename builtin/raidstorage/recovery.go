@@ -47,8 +47,8 @@ const (
 	// anyway: recovery always ends.
 	maxPasses = 20
 	// readAhead is how many source transactions are fetched ahead of the
-	// target's writes.
-	readAhead = 64
+	// target's writes, at most (and at most 2*stack.BulkBytes of data).
+	readAhead = 4096
 	// maxDelay caps the delay applied to one commit (docs/raid.md §8.5).
 	maxDelay = time.Second
 )
@@ -374,19 +374,29 @@ func (r *Storage) copyFrom(ctx context.Context, rec *recovery, log logrus.FieldL
 	}
 	ra := stack.StartReadAhead(ctx, ti, readAhead, r.callCtx)
 	defer ra.Close()
+	bw := stack.NewBulkWriter(rec.source.st, rec.target.st, r.callCtx)
+	// The last batch is synced and counted however the pass ends.
+	end := func(err error) error {
+		durable, ferr := bw.Flush()
+		r.copied(rec, durable, log)
+		if err == nil {
+			err = ferr
+		}
+		return err
+	}
 	for {
 		batch, err := ra.Batch(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return end(ctx.Err())
 			}
-			return r.sourceErr(ctx, rec, err)
+			return end(r.sourceErr(ctx, rec, err))
 		}
 		if len(batch) == 0 {
-			return ctx.Err()
+			return end(ctx.Err())
 		}
-		if err := r.copyBatch(ctx, rec, batch, log); err != nil {
-			return err
+		if err := r.copyBatch(ctx, rec, bw, batch, log); err != nil {
+			return end(err)
 		}
 	}
 }
@@ -396,9 +406,10 @@ const checkpointEvery = 250 * time.Millisecond
 
 // copyBatch writes consecutive source transactions to the target
 // through the restore path, with their original tids, status and
-// metadata, data records with their backpointers, and blobs; those
-// written count as copied once they are durable.
-func (r *Storage) copyBatch(ctx context.Context, rec *recovery, batch []stack.TxnRecord, log logrus.FieldLogger) error {
+// metadata, data records with their backpointers, and blobs; they count
+// as copied once they are durable (bw syncs a bulk while the next is
+// written).
+func (r *Storage) copyBatch(ctx context.Context, rec *recovery, bw *stack.BulkWriter, batch []stack.TxnRecord, log logrus.FieldLogger) error {
 	target := rec.target
 	r.mu.Lock()
 	if target.state != Recovering {
@@ -409,28 +420,36 @@ func (r *Storage) copyBatch(ctx context.Context, rec *recovery, batch []stack.Tx
 		target.expect[tr.Tid] = true
 	}
 	r.mu.Unlock()
-	n, _, err := stack.RestoreTransactions(ctx, rec.source.st, target.st, batch, r.callCtx)
-	for _, tr := range batch[n:] {
-		r.forget(target, tr.Tid)
-	}
-	for _, tr := range batch[:n] {
-		size := int64(0)
-		for _, d := range tr.Records {
-			size += int64(len(d.Data))
-		}
-		r.progress(rec, tr.Tid, size, log)
-	}
-	if n > 0 && time.Since(rec.savedAt) >= checkpointEvery {
-		rec.savedAt = time.Now()
-		r.saveCheckpoints()
-	}
+	durable, err := bw.Write(ctx, batch)
+	r.copied(rec, durable, log)
 	if err != nil {
+		for _, tr := range batch {
+			if tr.Tid > rec.tid {
+				r.forget(target, tr.Tid)
+			}
+		}
 		if errors.Is(err, stack.ErrSource) {
 			return r.sourceErr(ctx, rec, err)
 		}
 		return err
 	}
 	return nil
+}
+
+// copied records transactions made durable on the target, and saves the
+// checkpoint now and then.
+func (r *Storage) copied(rec *recovery, trs []stack.TxnRecord, log logrus.FieldLogger) {
+	for _, tr := range trs {
+		size := int64(0)
+		for _, d := range tr.Records {
+			size += int64(len(d.Data))
+		}
+		r.progress(rec, tr.Tid, size, log)
+	}
+	if len(trs) > 0 && time.Since(rec.savedAt) >= checkpointEvery {
+		rec.savedAt = time.Now()
+		r.saveCheckpoints()
+	}
 }
 
 // progress records one copied transaction, logs every tenth of the way
