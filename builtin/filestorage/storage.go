@@ -36,7 +36,7 @@ type Storage struct {
 	// reused by the next (guarded by commitLock): a recovery restoring
 	// thousands of transactions does not allocate and clear each anew.
 	spareBody, spareRec []byte
-	done       chan struct{} // closed by Close: wakes Begin waiting for the commit lock
+	done                chan struct{} // closed by Close: wakes Begin waiting for the commit lock
 	// ioMu is held shared by every write to the file (vote, finish, abort)
 	// and exclusively by Close, so Close never cuts a transaction whose
 	// finish is under way, and writes never hit a closed file.
