@@ -310,6 +310,11 @@ func (s *Storage) Pack(ctx context.Context, t time.Time, gc bool) error {
 	}
 	sec := float64(t.UnixNano()) / 1e9
 	_, err := s.call(ctx, "pack", sec, true)
+	if err == nil {
+		// The pack removed old revisions and unreachable objects, which
+		// the cache may hold (those this node committed, above all).
+		s.cache.clear()
+	}
 	return s.opErr("pack", nil, nil, err)
 }
 

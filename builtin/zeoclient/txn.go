@@ -45,6 +45,10 @@ type Txn struct {
 	// undone is set by Undo: the server changes objects the transaction
 	// does not know the data of, so Finish caches none of its data.
 	undone bool
+	// beginMsg is the tpc_begin, sent ahead of the first operation;
+	// begun once it was written to the server.
+	beginMsg zeoproto.Message
+	begun    bool
 	// written is the data the commit gives each oid, known once Vote
 	// succeeded (the sent data minus what the server resolved); Finish
 	// caches it.
@@ -132,10 +136,8 @@ func (s *Storage) begin(ctx context.Context, meta stack.TxnMeta) (*Txn, error) {
 	if meta.Status != 0 {
 		status = string([]byte{meta.Status})
 	}
-	if err := ss.c.CallAsync(ctx, "tpc_begin", t.id, nonNil(meta.User), nonNil(meta.Description), ext, tid, status); err != nil {
-		<-s.commit
-		return nil, err
-	}
+	// Sent with the stores and the vote, in one write (send, Vote).
+	t.beginMsg = zeoproto.NewAsync("tpc_begin", t.id, nonNil(meta.User), nonNil(meta.Description), ext, tid, status)
 	return t, nil
 }
 
@@ -376,16 +378,21 @@ func (t *Txn) currentSerial(ctx context.Context, oid stack.Oid) (stack.Tid, erro
 // write: the stores go out in few system calls, not one each.
 const sendBatch = 1 << 20
 
-// send writes the buffered operations to the server.
-func (t *Txn) send(ctx context.Context) error {
+// send writes tpc_begin and the buffered operations to the server, but
+// for the last ones, which it returns for Vote to send with the vote.
+func (t *Txn) send(ctx context.Context) ([]zeoproto.Message, error) {
 	c := t.ss.c
 	var batch []zeoproto.Message
+	if !t.begun {
+		batch = append(batch, t.beginMsg)
+	}
 	size := 0
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
 		err := c.CallAsyncs(ctx, batch...)
+		t.begun = true
 		batch, size = batch[:0], 0
 		return err
 	}
@@ -424,7 +431,7 @@ func (t *Txn) send(ctx context.Context) error {
 			}
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if op.data != nil {
 			t.sent[op.oid] = op.data
@@ -437,7 +444,7 @@ func (t *Txn) send(ctx context.Context) error {
 			t.blobs = append(t.blobs, pendingBlob{oid: op.oid, path: op.blob})
 		}
 	}
-	return flush()
+	return batch, nil
 }
 
 // sendBlob uploads one blob store.
@@ -559,7 +566,12 @@ func (t *Txn) Vote(ctx context.Context) ([]stack.Oid, error) {
 	checkCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	checks := t.startExistChecks(checkCtx)
-	err := t.send(ctx)
+	pending, err := t.send(ctx)
+	if err == nil && len(checks) > 0 {
+		// The stores go out while the checks run; the vote waits.
+		err = t.ss.c.CallAsyncs(ctx, pending...)
+		t.begun, pending = true, nil
+	}
 	if err != nil {
 		cancel()
 	}
@@ -574,7 +586,8 @@ func (t *Txn) Vote(ctx context.Context) ([]stack.Oid, error) {
 	if err != nil {
 		return fail(err)
 	}
-	r, err := t.ss.c.Call(ctx, "vote", t.id)
+	r, err := t.ss.c.CallAfter(ctx, pending, "vote", t.id)
+	t.begun = true
 	if err != nil {
 		var ce *stack.ConflictError
 		if errors.As(err, &ce) && ce.Data == nil {
@@ -708,8 +721,8 @@ func (t *Txn) Abort(ctx context.Context) error {
 		}
 	}
 	t.blobs, t.ops = nil, nil
-	if t.ss.c.Err() != nil || t.s.isClosed() {
-		return nil
+	if !t.begun || t.ss.c.Err() != nil || t.s.isClosed() {
+		return nil // the server never heard of it, or aborts it itself
 	}
 	_, err := t.ss.c.Call(ctx, "tpc_abort", t.id)
 	var de *zeoproto.DisconnectedError
