@@ -45,10 +45,6 @@ type Txn struct {
 	// undone is set by Undo: the server changes objects the transaction
 	// does not know the data of, so Finish caches none of its data.
 	undone bool
-	// beginMsg is the tpc_begin, sent ahead of the first operation;
-	// begun once it was written to the server.
-	beginMsg zeoproto.Message
-	begun    bool
 	// written is the data the commit gives each oid, known once Vote
 	// succeeded (the sent data minus what the server resolved); Finish
 	// caches it.
@@ -136,8 +132,10 @@ func (s *Storage) begin(ctx context.Context, meta stack.TxnMeta) (*Txn, error) {
 	if meta.Status != 0 {
 		status = string([]byte{meta.Status})
 	}
-	// Sent with the stores and the vote, in one write (send, Vote).
-	t.beginMsg = zeoproto.NewAsync("tpc_begin", t.id, nonNil(meta.User), nonNil(meta.Description), ext, tid, status)
+	if err := ss.c.CallAsync(ctx, "tpc_begin", t.id, nonNil(meta.User), nonNil(meta.Description), ext, tid, status); err != nil {
+		<-s.commit
+		return nil, err
+	}
 	return t, nil
 }
 
@@ -378,21 +376,16 @@ func (t *Txn) currentSerial(ctx context.Context, oid stack.Oid) (stack.Tid, erro
 // write: the stores go out in few system calls, not one each.
 const sendBatch = 1 << 20
 
-// send writes tpc_begin and the buffered operations to the server, but
-// for the last ones, which it returns for Vote to send with the vote.
-func (t *Txn) send(ctx context.Context) ([]zeoproto.Message, error) {
+// send writes the buffered operations to the server.
+func (t *Txn) send(ctx context.Context) error {
 	c := t.ss.c
 	var batch []zeoproto.Message
-	if !t.begun {
-		batch = append(batch, t.beginMsg)
-	}
 	size := 0
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
 		err := c.CallAsyncs(ctx, batch...)
-		t.begun = true
 		batch, size = batch[:0], 0
 		return err
 	}
@@ -431,7 +424,7 @@ func (t *Txn) send(ctx context.Context) ([]zeoproto.Message, error) {
 			}
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if op.data != nil {
 			t.sent[op.oid] = op.data
@@ -444,7 +437,7 @@ func (t *Txn) send(ctx context.Context) ([]zeoproto.Message, error) {
 			t.blobs = append(t.blobs, pendingBlob{oid: op.oid, path: op.blob})
 		}
 	}
-	return batch, nil
+	return flush()
 }
 
 // sendBlob uploads one blob store.
@@ -566,12 +559,7 @@ func (t *Txn) Vote(ctx context.Context) ([]stack.Oid, error) {
 	checkCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	checks := t.startExistChecks(checkCtx)
-	pending, err := t.send(ctx)
-	if err == nil && len(checks) > 0 {
-		// The stores go out while the checks run; the vote waits.
-		err = t.ss.c.CallAsyncs(ctx, pending...)
-		t.begun, pending = true, nil
-	}
+	err := t.send(ctx)
 	if err != nil {
 		cancel()
 	}
@@ -586,8 +574,7 @@ func (t *Txn) Vote(ctx context.Context) ([]stack.Oid, error) {
 	if err != nil {
 		return fail(err)
 	}
-	r, err := t.ss.c.CallAfter(ctx, pending, "vote", t.id)
-	t.begun = true
+	r, err := t.ss.c.Call(ctx, "vote", t.id)
 	if err != nil {
 		var ce *stack.ConflictError
 		if errors.As(err, &ce) && ce.Data == nil {
@@ -721,8 +708,8 @@ func (t *Txn) Abort(ctx context.Context) error {
 		}
 	}
 	t.blobs, t.ops = nil, nil
-	if !t.begun || t.ss.c.Err() != nil || t.s.isClosed() {
-		return nil // the server never heard of it, or aborts it itself
+	if t.ss.c.Err() != nil || t.s.isClosed() {
+		return nil
 	}
 	_, err := t.ss.c.Call(ctx, "tpc_abort", t.id)
 	var de *zeoproto.DisconnectedError

@@ -276,13 +276,6 @@ func (c *Client) send(ctx context.Context, m Message) error {
 // connection as a *DisconnectedError; a cancelled ctx as ctx's error
 // (the reply, if it comes, is dropped).
 func (c *Client) Call(ctx context.Context, name string, args ...any) (any, error) {
-	return c.CallAfter(ctx, nil, name, args...)
-}
-
-// CallAfter is Call preceded by the asynchronous calls before (NewAsync
-// messages), all sent with one write: a transaction's tpc_begin and
-// stores with its vote.
-func (c *Client) CallAfter(ctx context.Context, before []Message, name string, args ...any) (any, error) {
 	ch := make(chan Message, 1)
 	c.mu.Lock()
 	if c.err != nil {
@@ -294,13 +287,7 @@ func (c *Client) CallAfter(ctx context.Context, before []Message, name string, a
 	id := c.nextID
 	c.pending[id] = ch
 	c.mu.Unlock()
-	var err error
-	if len(before) == 0 {
-		err = c.send(ctx, NewCall(id, name, args...))
-	} else {
-		err = c.CallAsyncs(ctx, append(before[:len(before):len(before)], NewCall(id, name, args...))...)
-	}
-	if err != nil {
+	if err := c.send(ctx, NewCall(id, name, args...)); err != nil {
 		c.forget(id)
 		return nil, err
 	}
