@@ -151,7 +151,8 @@ func (r *Runzeo) kill() {
 	if r.cmd == nil {
 		return
 	}
-	_ = r.cmd.Process.Signal(syscall.SIGCONT)
+	// SIGKILL ends a stopped process too; SIGCONT first would let it
+	// run for a moment and answer what it had buffered.
 	_ = r.cmd.Process.Signal(syscall.SIGKILL)
 	<-r.exited
 	r.cmd = nil
