@@ -87,6 +87,10 @@ func (r *Storage) saveCheckpoints() {
 		return
 	}
 	if err == nil {
+		// A reload may have named a new directory.
+		err = os.MkdirAll(dir, 0o755)
+	}
+	if err == nil {
 		err = writeAtomic(r.checkpointPath(dir), append(b, '\n'))
 	}
 	if err != nil {
